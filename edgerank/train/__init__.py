@@ -1,0 +1,1 @@
+"""Training code (teacher, distillation). The runtime never imports anything from here."""

@@ -1,0 +1,98 @@
+"""Fine-tune a full cross-encoder teacher on graded query–product judgements."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..data import group_queries, read_table
+from ..io import atomic_dir, write_json
+from ..modeling import count_parameters, load_cross_encoder, load_tokenizer, resolve_backbone, tokenize_pairs
+from .losses import ListNetLoss, PointwiseBCELoss
+from .loop import LoopConfig, train
+
+
+@dataclass
+class TeacherConfig:
+    """Everything that decides how a teacher was made; saved next to it as ``edgerank_teacher.json``."""
+
+    train: str
+    out: str
+    dev: str | None = None
+    backbone: str | None = None
+    loss: str = "pointwise"  # pointwise | listwise
+    max_length: int = 128
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    columns: dict[str, str] = field(default_factory=dict)
+    label_map: dict[str, float] | None = None
+    gain_offset: float | str = "auto"
+
+
+def make_loss(name: str, max_gain: float):
+    if name == "pointwise":
+        return PointwiseBCELoss(max_gain)
+    if name == "listwise":
+        return ListNetLoss()
+    raise ValueError(f"unknown teacher loss {name!r} (pointwise, listwise)")
+
+
+def train_teacher(config: TeacherConfig, *, log=print) -> dict:
+    """Train, evaluate on dev, and write a standard Hugging Face folder plus ``metrics.json``.
+
+    Checkpoints live in ``<out>.partial/`` until the end, so an interrupted run resumes and the
+    final folder appears only when complete.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    set_seed(config.loop.seed)
+    backbone = resolve_backbone(config.backbone)
+    train_df, report = read_table(config.train, columns=config.columns, label_map=config.label_map)
+    for w in report.warnings():
+        log(f"warning: {w}")
+    groups = group_queries(train_df, config.gain_offset)
+    max_gain = max(float(g.labels.max()) for g in groups) or 1.0
+    loss_fn = make_loss(config.loss, max_gain)
+
+    model = load_cross_encoder(backbone)
+    tokenizer = load_tokenizer(backbone)
+    device = accelerator.device
+
+    def step(m, batch):
+        enc = tokenize_pairs(tokenizer, [g.query for g in batch for _ in g.texts],
+                             [t for g in batch for t in g.texts], config.max_length)
+        scores = m(**{k: v.to(device) for k, v in enc.items()}).logits.view(-1)
+        gains = torch.tensor([x for g in batch for x in g.labels], dtype=torch.float32, device=device)
+        return loss_fn(scores, gains, [len(g.texts) for g in batch])
+
+    out = Path(config.out)
+    work = out.with_name(out.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"teacher: {backbone} on {len(groups)} queries / {len(train_df)} pairs, loss={config.loss}")
+    stats = train(model, groups, step, config.loop, work, accelerator, desc="teacher")
+    model = accelerator.unwrap_model(model)
+
+    metrics = {"edgerank_version": __version__, "backbone": str(backbone), "train": stats,
+               "parameters": count_parameters(model)}
+    if accelerator.is_main_process:
+        if config.dev:
+            from ..evaluate import evaluate_model
+
+            metrics["dev"] = evaluate_model(model, tokenizer, config.dev, max_length=config.max_length,
+                                            columns=config.columns, label_map=config.label_map,
+                                            gain_offset=config.gain_offset)
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "edgerank_teacher.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            write_json(tmp / "metrics.json", metrics)
+        shutil.rmtree(work, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return metrics
