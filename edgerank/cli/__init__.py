@@ -21,10 +21,10 @@ def main() -> None:
 
 
 def _register() -> None:
+    from . import distill, teacher
     from . import eval as eval_cmd
-    from . import teacher
 
-    for module in (teacher, eval_cmd):
+    for module in (teacher, distill, eval_cmd):
         main.add_command(module.command)
 
 

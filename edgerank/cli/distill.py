@@ -1,0 +1,59 @@
+"""``edgerank distill``: train a small student that keeps the teacher's ranking."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guarded
+
+
+@click.command("distill", epilog=BAD_INPUT_HELP)
+@click.option("--teacher", required=True, type=click.Path(), help="Trained cross-encoder folder (with its head).")
+@click.option("--train", "train_path", required=True, type=click.Path(),
+              help="Queries and candidates to distil on; the relevance column is optional.")
+@click.option("--dev", "dev_path", type=click.Path(), help="Judged table for the report (teacher vs student vs BM25).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder for the student.")
+@click.option("--layers", type=int, help="Keep N teacher layers, spread across depth (default 2).")
+@click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
+@click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
+@click.option("--loss", "loss", default="mse+listwise-kl", show_default=True,
+              help="Teacher losses joined by '+': margin-mse, listwise-kl, mse.")
+@click.option("--label-weight", default=0.0, show_default=True, type=float, help="Add pointwise BCE on labels with this weight.")
+@click.option("--hidden-weight", type=float, help="Hidden-state transfer weight (default 1 for --hidden-size, else 0).")
+@click.option("--temperature", default=1.0, show_default=True, type=float, help="Softmax temperature of listwise-kl.")
+@click.option("--extra-negatives", default=0, show_default=True, type=int,
+              help="Add N teacher-scored products from other queries to each list.")
+@click.option("--teacher-scores", type=click.Path(), help="Precomputed scores (query_id, product_id, score) instead of running the teacher.")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Pairs per batch (whole queries).")
+@click.option("--lr", default=1e-4, show_default=True, type=float)
+@click.option("--max-length", default=128, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--checkpoint-every", default=200, show_default=True, type=int)
+@click.option("--report-dir", type=click.Path(), help="Also write the report here (e.g. bench/results).")
+@data_options
+@run_guarded
+def command(teacher, train_path, dev_path, out, layers, student_dir, hidden_size, loss, label_weight, hidden_weight,
+            temperature, extra_negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every,
+            report_dir, columns, label_map, gain_offset):
+    """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
+    another model (--student). Teacher scores are cached per teacher and reused across runs.
+    Runs unchanged under `accelerate launch` / torchrun (DDP)."""
+    from ..evaluate import format_report
+    from ..train.distill import DistillConfig, distill
+    from ..train.loop import LoopConfig
+
+    config = DistillConfig(
+        teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, student=student_dir,
+        hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
+        hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
+        teacher_scores=teacher_scores, report_dir=report_dir,
+        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
+        **parse_data_options(columns, label_map, gain_offset))
+    result = distill(config, log=lambda m: click.echo(m, err=True))
+    if "dev" in result:
+        click.echo(format_report(result["dev"]))
+        f = result["dev"]["flops_per_pair"]
+        click.echo(f"FLOPs per pair at {result['dev']['median_tokens']} tokens: student {f['student'] / 1e6:.1f}M, "
+                   f"teacher {f['teacher'] / 1e6:.1f}M")
+    click.echo(f"student saved to {out}")

@@ -1,0 +1,224 @@
+"""Distil a cross-encoder teacher into a small student that keeps its ranking."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..data import product_texts, read_table
+from ..io import atomic_dir, write_json
+from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
+from .loop import LoopConfig, train
+from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss
+from .students import HiddenProjection, StudentSpec, check_not_larger, encoder_layers, select_layers, spread_layers, subclone
+
+TEACHER_LOSSES = ("margin-mse", "listwise-kl", "mse")
+
+
+@dataclass
+class DistillConfig:
+    """A declarative distillation recipe (TextBrewer-style), saved with the student."""
+
+    teacher: str
+    train: str
+    out: str
+    dev: str | None = None
+    layers: int | None = None  # keep N teacher layers (default 2 when neither student nor layers is given)
+    student: str | None = None  # another local HF model as the student (cross-architecture)
+    hidden_size: int | None = None  # narrower student, subcloned from the teacher
+    losses: list[str] = field(default_factory=lambda: ["mse", "listwise-kl"])
+    label_weight: float = 0.0  # weight of pointwise BCE on the table's labels, when it has them
+    hidden_weight: float | None = None  # hidden-state transfer; default 1.0 for narrower students, else 0
+    temperature: float = 1.0
+    max_length: int = 128
+    extra_negatives: int = 0  # teacher-scored products from other queries added to each list
+    teacher_scores: str | None = None
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(lr=1e-4))
+    columns: dict[str, str] = field(default_factory=dict)
+    label_map: dict[str, float] | None = None
+    gain_offset: float | str = "auto"
+    report_dir: str | None = None  # also copy the report here (e.g. bench/results)
+
+
+def make_teacher_loss(name: str, temperature: float):
+    return {"margin-mse": lambda: MarginMSELoss(), "listwise-kl": lambda: ListwiseKLLoss(temperature),
+            "mse": lambda: ScoreMSELoss()}[name]()
+
+
+def add_extra_negatives(df: pd.DataFrame, per_query: int, seed: int) -> pd.DataFrame:
+    """Append, for each query, products judged for other queries, with no label: the student then
+    meets the easy off-topic candidates a shop's retrieval also returns, scored by the teacher."""
+    if per_query <= 0:
+        return df
+    rng = np.random.default_rng(seed)
+    catalog = df.drop_duplicates("product_id")[["product_id", "product_title", "product_description"]].reset_index(drop=True)
+    extra = []
+    for qid, rows in df.groupby("query_id", sort=False):
+        own = set(rows["product_id"])
+        pick = catalog.iloc[rng.choice(len(catalog), size=min(len(catalog), per_query * 3), replace=False)]
+        pick = pick[~pick["product_id"].isin(own)].head(per_query).copy()
+        pick["query_id"], pick["query"] = qid, rows["query"].iloc[0]
+        extra.append(pick)
+    out = pd.concat([df] + extra, ignore_index=True)
+    if "relevance" in df.columns:
+        out["relevance"] = out["relevance"].astype(float)  # NaN = unjudged
+    return out
+
+
+def build_student(config: DistillConfig, teacher) -> tuple[object, StudentSpec, Path | None]:
+    """The student model, how it was made, and (for another model) the folder of its tokenizer."""
+    if config.student:
+        if config.layers or config.hidden_size:
+            raise ModelError("--student is a complete model: do not combine it with --layers or --hidden-size")
+        student = load_cross_encoder(config.student)
+        spec = StudentSpec(source="model", student_model=config.student)
+        folder = Path(config.student)
+    else:
+        total = len(encoder_layers(teacher))
+        layers = spread_layers(total, config.layers or min(2, total))
+        if config.hidden_size:
+            student = subclone(teacher, layers, config.hidden_size)
+            spec = StudentSpec(source="teacher-subclone", layers=layers, hidden_size=config.hidden_size)
+        else:
+            student = select_layers(teacher, layers)
+            spec = StudentSpec(source="teacher-layers", layers=layers)
+        folder = None
+    check_not_larger(student, teacher)
+    return student, spec, folder
+
+
+def flops_per_pair(config, tokens: int) -> int:
+    """Forward FLOPs of a BERT-style encoder for one pair of ``tokens`` tokens (2 FLOPs per
+    multiply-add): per layer 8·s·h² (Q, K, V, output projections) + 4·s²·h (attention scores and
+    mixing) + 4·s·h·i (feed-forward). Embedding lookups and the one-logit head are negligible."""
+    s, h, i, n = tokens, config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return int(n * (8 * s * h * h + 4 * s * s * h + 4 * s * h * i))
+
+
+def distill(config: DistillConfig, *, log=print) -> dict:
+    """Train the student, evaluate it against teacher and BM25, and write it with its report."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    set_seed(config.loop.seed)
+    for name in config.losses:
+        if name not in TEACHER_LOSSES:
+            raise ModelError(f"unknown distillation loss {name!r} (choose from {', '.join(TEACHER_LOSSES)})")
+    teacher = load_cross_encoder(config.teacher, require_head=True)
+    teacher_tok = load_tokenizer(config.teacher)
+    student, spec, student_folder = build_student(config, teacher)
+    student_tok = load_tokenizer(student_folder) if student_folder else teacher_tok
+    hidden_weight = config.hidden_weight if config.hidden_weight is not None else (1.0 if config.hidden_size else 0.0)
+    if hidden_weight and student_folder is not None and student_tok.get_vocab() != teacher_tok.get_vocab():
+        raise ModelError("hidden-state transfer needs the teacher's vocabulary; this student has its own: "
+                         "distil on scores only (--hidden-weight 0)")
+
+    df, report = read_table(config.train, columns=config.columns, label_map=config.label_map, require_relevance=False)
+    for w in report.warnings():
+        log(f"warning: {w}")
+    df = add_extra_negatives(df, config.extra_negatives, config.loop.seed)
+    pairs = pd.DataFrame({"query_id": df["query_id"], "query": df["query"], "product_id": df["product_id"],
+                          "text": product_texts(df)})
+    from .scores import teacher_scores
+
+    device = accelerator.device
+    teacher.to(device).eval()
+    with accelerator.main_process_first():
+        t_scores = teacher_scores(pairs, teacher_dir=config.teacher, model=teacher, tokenizer=teacher_tok,
+                                  score_file=config.teacher_scores, max_length=config.max_length, log=log)
+    from ..data import group_queries
+
+    has_labels = "relevance" in df.columns and config.label_weight > 0
+    groups = group_queries(df, config.gain_offset) if "relevance" in df.columns else group_queries(df.assign(relevance=0.0))
+    losses = [make_teacher_loss(n, config.temperature) for n in config.losses]
+    label_loss = None
+    if has_labels:
+        label_loss = PointwiseBCELoss(float(np.nanmax(np.concatenate([g.labels for g in groups]))) or 1.0)
+
+    projection = None
+    if hidden_weight:
+        projection = HiddenProjection(student.config.hidden_size, teacher.config.hidden_size,
+                                      student.config.num_hidden_layers + 1).to(device)
+        # student layer j was cloned from teacher layer spec.layers[j]; embeddings match embeddings
+        teacher_index = [0] + [i + 1 for i in (spec.layers or [])]
+
+    def step(model, batch):
+        queries = [g.query for g in batch for _ in g.texts]
+        texts = [t for g in batch for t in g.texts]
+        sizes = [len(g.texts) for g in batch]
+        enc = {k: v.to(device) for k, v in tokenize_pairs(student_tok, queries, texts, config.max_length).items()}
+        out = model(**enc, output_hidden_states=bool(hidden_weight))
+        scores = out.logits.view(-1)
+        target = torch.from_numpy(np.concatenate([t_scores[g.rows] for g in batch])).to(device)
+        loss = sum(fn(scores, target, sizes) for fn in losses)
+        if label_loss is not None:
+            gains = torch.tensor(np.concatenate([g.labels for g in batch]), dtype=torch.float32, device=device)
+            judged = ~torch.isnan(gains)
+            if judged.any():
+                loss = loss + config.label_weight * label_loss(scores[judged], gains[judged], [int(judged.sum())])
+        if projection is not None:
+            with torch.no_grad():
+                t_hidden = teacher(**enc, output_hidden_states=True).hidden_states
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            for j, hs in enumerate(out.hidden_states):
+                diff = (projection(j, hs) - t_hidden[teacher_index[j]]) * mask
+                loss = loss + hidden_weight * diff.pow(2).sum() / (mask.sum() * diff.shape[-1])
+        return loss
+
+    out_dir = Path(config.out)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"student: {spec.source} {('layers ' + str(spec.layers)) if spec.layers else config.student}"
+        f"{f', hidden {spec.hidden_size}' if spec.hidden_size else ''}; {count_parameters(student) / 1e6:.1f}M "
+        f"parameters vs teacher {count_parameters(teacher) / 1e6:.1f}M; losses {'+'.join(config.losses)}"
+        f"{f' + {config.label_weight}*labels' if label_loss else ''}{f' + {hidden_weight}*hidden' if projection else ''}")
+    extra = list(projection.parameters()) if projection is not None else []
+    stats = train(student, groups, step, config.loop, work, accelerator, extra_params=extra, desc="distill")
+    student = accelerator.unwrap_model(student)
+
+    result = {"edgerank_version": __version__, "student": dataclasses.asdict(spec), "train": stats,
+              "parameters": {"student": count_parameters(student), "teacher": count_parameters(teacher)}}
+    if accelerator.is_main_process:
+        if config.dev:
+            result["dev"] = _dev_report(config, student, student_tok, teacher, teacher_tok)
+        with atomic_dir(out_dir) as tmp:
+            student.save_pretrained(tmp, safe_serialization=True)
+            student_tok.save_pretrained(tmp)
+            (tmp / "edgerank_distill.json").write_text(json.dumps(
+                {"config": dataclasses.asdict(config), "student": dataclasses.asdict(spec)}, indent=2))
+            write_json(tmp / "report.json", result)
+        if config.report_dir:
+            write_json(Path(config.report_dir) / f"distill-{out_dir.name}.json", result)
+        shutil.rmtree(work, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_tok) -> dict:
+    """Student vs teacher vs BM25 on dev, plus cost per pair; refuses a student whose scores are constant."""
+    from ..data import group_queries
+    from ..evaluate import evaluate_model
+
+    dev = evaluate_model(student, student_tok, config.dev, max_length=config.max_length, teacher=(teacher, teacher_tok),
+                         columns=config.columns, label_map=config.label_map, gain_offset=config.gain_offset)
+    if dev["score_std"] < 1e-4:
+        raise ModelError(f"the student's dev scores do not vary (std {dev['score_std']:.2e}): training collapsed; "
+                         "check the teacher loads in float32 and lower --lr")
+    df, _ = read_table(config.dev, columns=config.columns, label_map=config.label_map, require_relevance=False)
+    groups = group_queries(df.assign(relevance=0.0))
+    lengths = [len(student_tok(g.query, t, truncation=True, max_length=config.max_length)["input_ids"])
+               for g in groups for t in g.texts]
+    median = int(np.median(lengths))
+    dev["median_tokens"] = median
+    dev["flops_per_pair"] = {"student": flops_per_pair(student.config, median),
+                             "teacher": flops_per_pair(teacher.config, median)}
+    return dev
