@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -115,7 +116,11 @@ def _load_raw(path: Path) -> pd.DataFrame:
             return pd.read_csv(io.StringIO(text), sep="\t" if kind == ".tsv" else ",", dtype=str,
                                keep_default_na=False)
         except pd.errors.ParserError as e:
-            raise DataError(f"{path}: not valid CSV ({e})") from None
+            ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+            if ragged:  # pandas counts the header as line 1; our rows start after it
+                raise DataError(f"{path}: row {int(ragged[2]) - 1}: expected {ragged[1]} fields, "
+                                f"saw {ragged[3]}") from None
+            raise DataError(f"{path}: not valid CSV ({' '.join(str(e).split())})") from None
     if kind in {".jsonl", ".json", ".ndjson"}:
         records = []
         for i, line in enumerate(text.splitlines(), start=1):
@@ -142,6 +147,8 @@ def _parse_labels(path: Path, values: pd.Series, label_map: Mapping[str, float] 
         if label_map is not None and str(v).strip() in label_map:
             out[i] = label_map[str(v).strip()]
             continue
+        if v is None or str(v).strip() == "":
+            raise DataError(f"{path}: row {i + 1}: field 'relevance': empty")
         try:
             x = float(v)
         except (TypeError, ValueError):

@@ -11,6 +11,10 @@ import numpy as np
 from .data import evaluable, group_queries, read_table
 from .metrics import BM25Baseline, agreement, evaluate, gain_kept
 
+#: Below this spread of logits a model is treated as constant. A collapsed teacher (e.g. one trained
+#: from fp16 weights loaded as-is) still scores, and tie-averaged nDCG hides it behind a plausible number.
+CONSTANT_SCORE_STD = 1e-4
+
 
 def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128, teacher=None,
                    columns: Mapping[str, str] | None = None, label_map: Mapping[str, float] | None = None,
@@ -22,7 +26,7 @@ def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128,
     """
     from .modeling import score_groups
 
-    df, _ = read_table(data, columns=columns, label_map=label_map)
+    df, read_report = read_table(data, columns=columns, label_map=label_map)
     groups = evaluable(group_queries(df, gain_offset))
     t0 = time.perf_counter()
     scores = score_groups(model, tokenizer, groups, max_length=max_length, batch_size=batch_size, progress=True)
@@ -32,6 +36,10 @@ def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128,
     report["gain_over_bm25"] = report["model"]["ndcg@10"] - report["bm25"]["ndcg@10"]
     flat = np.concatenate(scores)
     report["score_std"] = float(flat.std())
+    report["warnings"] = read_report.warnings()
+    if report["score_std"] < CONSTANT_SCORE_STD:
+        report["warnings"].append(f"the model gives every pair the same score (std {report['score_std']:.2e}): "
+                                  "it cannot rank; its nDCG is what a random order would get")
     if teacher is not None:
         t_scores = score_groups(teacher[0], teacher[1], groups, max_length=max_length, batch_size=batch_size)
         report["teacher"] = evaluate(groups, t_scores)
@@ -53,4 +61,4 @@ def format_report(report: dict) -> str:
     if "gain_kept" in report:
         tail += (f"; teacher's gain kept {report['gain_kept']:.1%}; Kendall tau vs teacher "
                  f"{report['agreement']['kendall_tau']:.3f}")
-    return "\n".join(lines + ["", tail])
+    return "\n".join(lines + ["", tail] + [f"warning: {w}" for w in report.get("warnings", [])])

@@ -57,6 +57,8 @@ def train_teacher(config: TeacherConfig, *, log=print) -> dict:
     train_df, report = read_table(config.train, columns=config.columns, label_map=config.label_map)
     for w in report.warnings():
         log(f"warning: {w}")
+    if config.dev:  # a bad dev table must stop the run now, not after the training it would judge
+        read_table(config.dev, columns=config.columns, label_map=config.label_map)
     groups = group_queries(train_df, config.gain_offset)
     max_gain = max(float(g.labels.max()) for g in groups) or 1.0
     loss_fn = make_loss(config.loss, max_gain)
