@@ -1,0 +1,205 @@
+"""Distillation: student construction, losses, the score cache, the CLI and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgerank.cli import main
+from edgerank.modeling import ModelError, load_cross_encoder
+from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss
+from edgerank.train.students import check_not_larger, select_layers, spread_layers, subclone
+
+from conftest import make_tiny_cross_encoder, tiny_judged_rows, write_csv
+
+
+@pytest.fixture
+def judged(tmp_path) -> Path:
+    return write_csv(tmp_path / "judged.csv", tiny_judged_rows())
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A private score cache, so tests never see each other's scores."""
+    monkeypatch.setenv("EDGERANK_HOME", str(tmp_path / "home"))
+    import edgerank.train.scores as scores
+
+    monkeypatch.setattr(scores, "SCORES_HOME", tmp_path / "home" / "scores")
+    return tmp_path / "home"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_layers_are_spread_across_depth():
+    assert spread_layers(6, 2) == [1, 4]
+    assert spread_layers(6, 3) == [1, 3, 5]
+    assert spread_layers(6, 1) == [3]
+    assert spread_layers(12, 4) == [1, 4, 7, 10]
+    with pytest.raises(ModelError):
+        spread_layers(6, 7)
+
+
+def test_margin_mse_ignores_offsets_but_not_order():
+    teacher = torch.tensor([3.0, 1.0, 0.0, 2.0, 5.0])
+    sizes = [3, 2]
+    assert MarginMSELoss()(teacher + 7.0, teacher, sizes).item() == pytest.approx(0.0)
+    assert MarginMSELoss()(-teacher, teacher, sizes).item() > 1.0
+    # margins are only compared within a query: a shift of one query alone costs nothing
+    shifted = teacher.clone()
+    shifted[3:] += 10
+    assert MarginMSELoss()(shifted, teacher, sizes).item() == pytest.approx(0.0)
+
+
+def test_listwise_kl_and_score_mse():
+    t = torch.tensor([2.0, 0.5, -1.0, 0.0, 1.0])
+    assert ListwiseKLLoss(2.0)(t + 3.0, t, [3, 2]).item() == pytest.approx(0.0, abs=1e-6)
+    assert ListwiseKLLoss(1.0)(t.flip(0), t, [5]).item() > 0.1
+    assert ScoreMSELoss()(t + 1.0, t, [5]).item() == pytest.approx(1.0)
+
+
+def test_selected_layers_are_the_teachers(tiny_cross_encoder):
+    teacher = load_cross_encoder(tiny_cross_encoder)
+    student = select_layers(teacher, [1])
+    assert student.config.num_hidden_layers == 1
+    a = student.bert.encoder.layer[0].attention.self.query.weight
+    b = teacher.bert.encoder.layer[1].attention.self.query.weight
+    assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    assert teacher.config.num_hidden_layers == 2  # the teacher is untouched
+
+
+def test_subclone_keeps_the_first_dimensions_and_runs(tiny_cross_encoder):
+    teacher = load_cross_encoder(tiny_cross_encoder)
+    student = subclone(teacher, [0], 16)
+    assert student.config.hidden_size == 16 and student.config.num_attention_heads == 1
+    w = student.bert.encoder.layer[0].output.dense.weight
+    assert torch.equal(w, teacher.bert.encoder.layer[0].output.dense.weight[:16, :32])
+    check_not_larger(student, teacher)
+    out = student(input_ids=torch.tensor([[101, 2000, 102]])).logits
+    assert out.shape == (1, 1)
+    with pytest.raises(ModelError, match="multiple of 16"):
+        subclone(teacher, [0], 24)
+
+
+def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_path, home):
+    out = tmp_path / "student"
+    result = run("distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--dev", str(judged),
+                 "--out", str(out), "--layers", "1", "--epochs", "2", "--batch-size", "8", "--extra-negatives", "2",
+                 "--label-weight", "0.5", "--report-dir", str(tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    assert "| teacher |" in result.output and "FLOPs per pair" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["student"]["layers"] == [1]
+    assert report["parameters"]["student"] < report["parameters"]["teacher"]
+    dev = report["dev"]
+    assert {"model", "teacher", "bm25", "gain_kept", "agreement", "flops_per_pair"} <= set(dev)
+    assert dev["flops_per_pair"]["student"] * 2 == pytest.approx(dev["flops_per_pair"]["teacher"], rel=0.01)
+    recipe = json.loads((out / "edgerank_distill.json").read_text())
+    assert recipe["config"]["losses"] == ["mse", "listwise-kl"] and recipe["config"]["extra_negatives"] == 2
+    assert (tmp_path / "results" / "distill-student.json").exists()
+    assert load_cross_encoder(out, require_head=True).config.num_hidden_layers == 1
+    assert not (tmp_path / "student.partial").exists()
+
+
+def test_teacher_scores_are_cached_and_reused(tiny_cross_encoder, judged, tmp_path, home):
+    args = ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--layers", "1",
+            "--batch-size", "8", "--loss", "margin-mse"]
+    first = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
+    assert first.exit_code == 0 and "scoring 48 pair(s) not in the cache" in first.output
+    second = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
+    assert second.exit_code == 0 and "all 48 scores found in the cache" in second.output
+    cache = next((home / "scores").glob("*.parquet"))
+    assert len(pd.read_parquet(cache)) == 48
+
+
+def test_label_free_distillation_and_external_scores(tiny_cross_encoder, tmp_path, home):
+    rows = [{k: v for k, v in r.items() if k != "relevance"} for r in tiny_judged_rows()]
+    table = write_csv(tmp_path / "unlabelled.csv", rows)
+    df = pd.read_csv(table)
+    from edgerank.data import read_table
+
+    canon, _ = read_table(table, require_relevance=False)
+    scores = canon[["query_id", "product_id"]].assign(score=np.linspace(-1, 1, len(canon)))
+    scores.to_csv(tmp_path / "scores.csv", index=False)
+    ok = run("distill", "--teacher", str(tiny_cross_encoder), "--train", str(table), "--out", str(tmp_path / "s"),
+             "--layers", "1", "--batch-size", "8", "--teacher-scores", str(tmp_path / "scores.csv"))
+    assert ok.exit_code == 0, ok.output
+    assert len(df) == 48
+    scores.iloc[:-1].to_csv(tmp_path / "partial.csv", index=False)
+    bad = CliRunner().invoke(main, ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(table),
+                                    "--out", str(tmp_path / "t"), "--teacher-scores", str(tmp_path / "partial.csv")])
+    assert bad.exit_code == 2
+    assert "no teacher score for 1 of 48 pair(s)" in bad.output and "partial.csv" in bad.output
+    assert not (tmp_path / "t").exists()
+
+
+def test_teacher_without_head_is_refused(tmp_path, judged, home):
+    from transformers import AutoTokenizer, BertModel
+
+    src = make_tiny_cross_encoder(tmp_path / "ce")
+    BertModel.from_pretrained(src).save_pretrained(tmp_path / "bare")
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "bare")
+    result = CliRunner().invoke(main, ["distill", "--teacher", str(tmp_path / "bare"), "--train", str(judged),
+                                       "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "no trained classification head" in result.output
+
+
+def test_layer_selection_on_another_architecture_is_refused(tmp_path, judged, home):
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    src = make_tiny_cross_encoder(tmp_path / "ce")
+    tok = AutoTokenizer.from_pretrained(src)
+    cfg = DistilBertConfig(n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=tok.vocab_size, num_labels=1)
+    DistilBertForSequenceClassification(cfg).save_pretrained(tmp_path / "distil")
+    tok.save_pretrained(tmp_path / "distil")
+    result = CliRunner().invoke(main, ["distill", "--teacher", str(tmp_path / "distil"), "--train", str(judged),
+                                       "--out", str(tmp_path / "s"), "--layers", "1"])
+    assert result.exit_code == 2 and "layer selection needs a BERT-like encoder" in result.output
+
+
+def test_student_larger_than_teacher_is_refused(tiny_cross_encoder, tmp_path, judged, home):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_cross_encoder)
+    big = BertConfig(num_hidden_layers=3, hidden_size=64, num_attention_heads=2, intermediate_size=128,
+                     vocab_size=tok.vocab_size, num_labels=1)
+    BertForSequenceClassification(big).save_pretrained(tmp_path / "big")
+    tok.save_pretrained(tmp_path / "big")
+    result = CliRunner().invoke(main, ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged),
+                                       "--out", str(tmp_path / "s"), "--student", str(tmp_path / "big")])
+    assert result.exit_code == 2 and "larger than the teacher" in result.output
+
+
+def test_a_student_with_constant_scores_is_caught(tmp_path, judged, home):
+    """A collapsed ranker (every product the same score) must never be saved as a result."""
+    teacher = make_tiny_cross_encoder(tmp_path / "flat", zero_head=True)
+    result = CliRunner().invoke(main, ["distill", "--teacher", str(teacher), "--train", str(judged), "--dev",
+                                       str(judged), "--out", str(tmp_path / "s"), "--layers", "1", "--lr", "0"])
+    assert result.exit_code == 2 and "do not vary" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_distill_runs_with_two_ddp_processes(tiny_cross_encoder, judged, tmp_path):
+    """The same command under `accelerate launch` trains with DDP over gloo on two CPU processes."""
+    env = {**os.environ, "EDGERANK_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           shutil.which("edgerank"), "distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged),
+           "--out", str(tmp_path / "ddp"), "--layers", "1", "--batch-size", "8"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "ddp" / "report.json").read_text())
+    assert report["train"]["steps"] >= 1
+    assert load_cross_encoder(tmp_path / "ddp", require_head=True).config.num_hidden_layers == 1
