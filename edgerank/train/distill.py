@@ -206,11 +206,11 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_tok) -> dict:
     """Student vs teacher vs BM25 on dev, plus cost per pair; refuses a student whose scores are constant."""
     from ..data import group_queries
-    from ..evaluate import evaluate_model
+    from ..evaluate import CONSTANT_SCORE_STD, evaluate_model
 
     dev = evaluate_model(student, student_tok, config.dev, max_length=config.max_length, teacher=(teacher, teacher_tok),
                          columns=config.columns, label_map=config.label_map, gain_offset=config.gain_offset)
-    if dev["score_std"] < 1e-4:
+    if dev["score_std"] < CONSTANT_SCORE_STD:
         raise ModelError(f"the student's dev scores do not vary (std {dev['score_std']:.2e}): training collapsed; "
                          "check the teacher loads in float32 and lower --lr")
     df, _ = read_table(config.dev, columns=config.columns, label_map=config.label_map, require_relevance=False)
