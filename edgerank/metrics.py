@@ -8,6 +8,7 @@ BM25. ``gain_kept`` measures what matters: the share of the teacher's improvemen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
 from typing import Sequence
 
 import numpy as np
@@ -47,11 +48,20 @@ def ndcg_at_k(gains: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
 
 
 def mrr_at_k(gains: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    """Reciprocal rank of the first top-graded product (the best the list has) within the first k."""
-    gains = np.asarray(gains)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
-    hits = np.flatnonzero(gains[order] == gains.max())
-    return 1.0 / (hits[0] + 1) if len(hits) else 0.0
+    """Reciprocal rank of the first top-graded product (the best the list has) within the first k.
+
+    Like nDCG, tied scores are averaged over their orders: a model that scores a tie group of ``m``
+    products holding ``h`` best ones gets the expected reciprocal rank of the first of them, not
+    whatever position the table happened to list them in.
+    """
+    gains, scores = np.asarray(gains), np.asarray(scores, dtype=np.float64)
+    best = gains == gains.max()
+    tie_score = scores[best].max()  # the tie group where the first best product lands
+    above = int((scores > tie_score).sum())
+    m, h = int((scores == tie_score).sum()), int((best & (scores == tie_score)).sum())
+    # P(first best product is the (j+1)-th of the group) = C(m-j-1, h-1) / C(m, h)
+    return float(sum(comb(m - j - 1, h - 1) / comb(m, h) / (above + j + 1)
+                     for j in range(m - h + 1) if above + j < k))
 
 
 def evaluate(groups: Sequence[QueryGroup], scores: Sequence[np.ndarray]) -> dict[str, float]:
