@@ -183,6 +183,7 @@ def read_table(
         raise DataError(f"{path}: no rows")
     report = ReadReport(path=str(path), rows=len(df))
 
+    _check_mapped(path, df, columns)
     rename = {c: ALIASES[c] for c in df.columns if c in ALIASES and ALIASES[c] not in df.columns}
     rename.update({name: canon for canon, name in (columns or {}).items()})
     if "esci_label" in df.columns and rename.get("esci_label") == "relevance" and label_map is None:
@@ -225,6 +226,14 @@ def read_table(
     return out[[c for c in ("row",) + CANONICAL if c in out.columns]], report
 
 
+def _check_mapped(path: Path, df: pd.DataFrame, columns: Mapping[str, str] | None) -> None:
+    """A --column naming nothing in the file is a typo, not a wish to fall back on the aliases."""
+    for canon, name in (columns or {}).items():
+        if name not in df.columns:
+            raise DataError(f"{path}: --column {canon}={name}: no column '{name}' "
+                            f"(found: {', '.join(map(str, df.columns))})")
+
+
 def _join_products(path: Path, df: pd.DataFrame, products: Path) -> pd.DataFrame:
     cat, _ = read_catalog(products)
     if "product_id" not in df.columns:
@@ -253,6 +262,7 @@ def read_catalog(path: str | Path, *, columns: Mapping[str, str] | None = None) 
         raise DataError(f"{path}: no rows")
     report = ReadReport(path=str(path), rows=len(df))
     rename = {c: ALIASES[c] for c in df.columns if c in ALIASES and ALIASES[c] not in df.columns}
+    _check_mapped(path, df, columns)
     if "id" in df.columns and "product_id" not in df.columns:
         rename["id"] = "product_id"
     rename.update({name: canon for canon, name in (columns or {}).items()})

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..data import QueryGroup
+from ..data import DataError, QueryGroup
 
 
 @dataclass
@@ -73,7 +73,8 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     steps_per_epoch = len(per_epoch[0]) // world
     total = int(steps_per_epoch * config.epochs)
     if total < 1:
-        raise ValueError(f"too little training data: {len(groups)} queries make no full batch per process")
+        raise DataError(f"too little training data: {len(groups)} queries make no full batch per process "
+                        f"({world} process(es), {config.epochs} epoch(s))")
 
     params = list(model.parameters()) + list(extra_params)
     no_decay = lambda n: "bias" in n or "LayerNorm" in n or "layer_norm" in n  # noqa: E731

@@ -76,7 +76,6 @@ def train_teacher(config: TeacherConfig, *, log=print) -> dict:
 
     out = Path(config.out)
     work = out.with_name(out.name + ".partial")
-    work.mkdir(parents=True, exist_ok=True)
     log(f"teacher: {backbone} on {len(groups)} queries / {len(train_df)} pairs, loss={config.loss}")
     stats = train(model, groups, step, config.loop, work, accelerator, desc="teacher")
     model = accelerator.unwrap_model(model)

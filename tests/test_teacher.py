@@ -1,0 +1,126 @@
+"""Teacher training on the tiny model through the real CLI: the output folder, metrics, resuming
+after an interrupt, the listwise loss, and runs that must leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from edgerank.cli import main
+import edgerank.train.teacher as teacher_module
+
+
+def _teach(tiny_cross_encoder: Path, train: Path, out: Path, *extra: str):
+    # 12 queries x 4 products in batches of 8 pairs: 6 steps per epoch
+    args = ["teacher", "--train", str(train), "--out", str(out), "--backbone", str(tiny_cross_encoder),
+            "--batch-size", "8", "--max-length", "32", "--lr", "1e-3", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def test_teacher_writes_a_standard_hf_folder_and_metrics(tmp_path, tiny_cross_encoder, tiny_judged_csv):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "teacher"
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--dev", str(tiny_judged_csv))
+    assert result.exit_code == 0, result.output
+    assert "| model |" in result.stdout and "| BM25 |" in result.stdout
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)  # plain transformers, no edgerank
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.num_labels == 1
+    with torch.no_grad():
+        logits = model(**tokenizer(["red cordless drill"] * 2, ["Red 18V Cordless Drill Kit", "Door Hinge"],
+                                   return_tensors="pt", padding=True)).logits
+    assert logits.shape == (2, 1)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 6 and metrics["train"]["resumed_from"] == 0
+    assert np.isfinite(metrics["train"]["last_loss"])
+    assert {"model", "bm25", "score_std", "gain_over_bm25"} <= set(metrics["dev"])
+    assert metrics["dev"]["model"]["queries"] == 12
+    config = json.loads((out / "edgerank_teacher.json").read_text())
+    assert config["loop"]["batch_size"] == 8 and config["loss"] == "pointwise"
+    assert not out.with_name("teacher.partial").exists()
+
+    before, after = _weights(tiny_cross_encoder), _weights(out)
+    assert set(before) == set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
+
+
+def test_interrupted_teacher_resumes_from_its_checkpoint(tmp_path, tiny_cross_encoder, tiny_judged_csv,
+                                                         monkeypatch):
+    reference = tmp_path / "reference"
+    assert _teach(tiny_cross_encoder, tiny_judged_csv, reference, "--checkpoint-every", "2").exit_code == 0
+
+    # interrupt during the 4th step (Ctrl-C), after the checkpoint written at step 2
+    calls = {"n": 0}
+    real_tokenize = teacher_module.tokenize_pairs
+
+    def interrupt_on_step_4(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_tokenize(*args, **kwargs)
+
+    out = tmp_path / "teacher"
+    monkeypatch.setattr(teacher_module, "tokenize_pairs", interrupt_on_step_4)
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--checkpoint-every", "2")
+    assert result.exit_code == 130
+    assert "run the same command to resume" in result.stderr
+    assert not out.exists()
+    assert (tmp_path / "teacher.partial" / "checkpoint" / "loop_state.json").exists()
+    assert json.loads((tmp_path / "teacher.partial" / "checkpoint" / "loop_state.json").read_text()) == {"step": 2}
+
+    monkeypatch.setattr(teacher_module, "tokenize_pairs", real_tokenize)
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--checkpoint-every", "2")
+    assert result.exit_code == 0, result.output
+    assert "resuming from step 2/6" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["train"]["resumed_from"] == 2
+    assert not (tmp_path / "teacher.partial").exists()
+    # same batches, optimizer, schedule and RNG state: the resumed run ends where the unbroken one did
+    expected, got = _weights(reference), _weights(out)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_listwise_loss_trains(tmp_path, tiny_cross_encoder, tiny_judged_csv):
+    out = tmp_path / "listwise"
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--loss", "listwise", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 12 and np.isfinite(metrics["train"]["last_loss"])
+    assert json.loads((out / "edgerank_teacher.json").read_text())["loss"] == "listwise"
+    before, after = _weights(tiny_cross_encoder), _weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("problem", ["backbone", "gain offset", "label map", "column"])
+def test_bad_options_leave_no_output_behind(problem, tmp_path, tiny_cross_encoder, tiny_judged_csv):
+    extra = {"backbone": ["--backbone", str(tmp_path / "no-such-model")],
+             "gain offset": ["--gain-offset", "low"],
+             "label map": ["--label-map", "E"],
+             "column": ["--column", "query=no_such_column"]}[problem]
+    out = tmp_path / "teacher"
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, *extra)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert not out.exists() and not out.with_name("teacher.partial").exists()
+
+
+def test_too_little_data_for_one_step_is_refused(tmp_path, tiny_cross_encoder):
+    data = tmp_path / "one.csv"
+    data.write_text("query,product_title,relevance\nred drill,Red Drill,3\n")
+    result = _teach(tiny_cross_encoder, data, tmp_path / "teacher", "--epochs", "0.5")
+    assert result.exit_code == 2, result.output
+    assert "too little training data" in result.stderr
+    assert not (tmp_path / "teacher").exists() and not (tmp_path / "teacher.partial").exists()
