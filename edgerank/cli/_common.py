@@ -19,13 +19,14 @@ BAD_INPUT_HELP = (
 
 def run_guarded(fn: Callable) -> Callable:
     """Turn expected failures (bad data, unusable models) into one line on stderr and exit 2."""
+    from ..export.config import ExportError
     from ..modeling import ModelError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ModelError, FileNotFoundError, FileExistsError) as e:
+        except (DataError, ModelError, ExportError, FileNotFoundError, FileExistsError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:

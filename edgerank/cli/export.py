@@ -1,0 +1,73 @@
+"""``edgerank export``: a teacher or student folder -> a verified ONNX artifact."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guarded
+
+EPILOG = BAD_INPUT_HELP + (
+    "\n\n\b\nExit 2 with nothing written (a previous artifact at --out is kept) when the fp32 graph's scores\n"
+    "differ from torch by more than --parity-atol, or when --eval-data is given and the exported model\n"
+    "loses more than --max-quality-drop of the fp32 model's nDCG@10 gain over BM25, or its top-10\n"
+    "agreement with the fp32 model falls below --min-agreement."
+)
+
+
+@click.command("export", epilog=EPILOG)
+@click.option("--model", required=True, type=click.Path(), help="Cross-encoder folder (teacher or student).")
+@click.option("--out", required=True, type=click.Path(), help="Artifact folder to write (replaced atomically).")
+@click.option("--precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16", "int8-dynamic", "int8-static"]))
+@click.option("--calibration", type=click.Path(), help="Table of query-product pairs to calibrate int8-static on.")
+@click.option("--calibration-size", default=300, show_default=True, type=int, help="Pairs in the calibration set.")
+@click.option("--calibration-method", default="minmax", show_default=True,
+              type=click.Choice(["minmax", "entropy", "percentile"]))
+@click.option("--optimize", is_flag=True, help="Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer.")
+@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt", "arm64"]))
+@click.option("--profile", help="Target profile name from export/ (e.g. jetson-orin-fp16) or a TOML file.")
+@click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per query-product pair.")
+@click.option("--eval-data", type=click.Path(), help="Judged table for the quality gate and the probability fit.")
+@click.option("--max-quality-drop", default=0.02, show_default=True, type=float,
+              help="Largest allowed loss, as a share of the fp32 model's nDCG@10 gain over BM25.")
+@click.option("--min-agreement", default=0.9, show_default=True, type=float,
+              help="Smallest allowed top-10 overlap with the fp32 model's order.")
+@click.option("--reduce-range/--no-reduce-range", default=None,
+              help="7-bit int8 weights (default: on unless the CPU has AVX512-VNNI).")
+@click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,
+              help="int8-dynamic: also quantize the word-embedding table (most of a small model's size).")
+@click.option("--parity-atol", default=1e-3, show_default=True, type=float)
+@click.option("--allow-untrained-head", is_flag=True, help="Export a backbone whose classifier is freshly initialised.")
+@click.option("--archive", type=click.Path(), help="Also write the artifact as one .zip file here.")
+@data_options
+@run_guarded
+def command(model, out, precision, calibration, calibration_size, calibration_method, optimize, target, profile,
+            max_length, eval_data, max_quality_drop, min_agreement, reduce_range, quantize_embeddings,
+            parity_atol, allow_untrained_head, archive, columns, label_map, gain_offset):
+    """Export to ONNX, check parity against torch, quantize, gate on quality, write the artifact."""
+    from ..artifact import load_artifact
+    from ..export import export_artifact
+
+    path = export_artifact(
+        model, out, precision, max_length, archive=archive,
+        read_kwargs=parse_data_options(columns, label_map, gain_offset),
+        calibration=calibration, calibration_size=calibration_size, calibration_method=calibration_method,
+        optimize=optimize, target=target, profile=profile, eval_data=eval_data,
+        max_quality_drop=max_quality_drop, min_agreement=min_agreement, reduce_range=reduce_range,
+        quantize_embeddings=quantize_embeddings, parity_atol=parity_atol, require_head=not allow_untrained_head)
+    click.echo(summary(load_artifact(path).manifest, path))
+
+
+def summary(manifest: dict, path) -> str:
+    """What was written and how close it stayed to torch, in a few lines."""
+    lines = [f"wrote {path} ({manifest['precision']}, target {manifest['target']})"]
+    for name, p in manifest["parity"].items():
+        if isinstance(p, dict):
+            lines.append(f"parity {name} vs torch on {manifest['parity']['pairs']} pairs: max|diff| "
+                         f"{p['max_abs_diff']:.2e}, Spearman {p['spearman']:.4f}, top-10 overlap {p['top10_overlap']:.3f}")
+    q = manifest.get("quality")
+    if q:
+        lines.append(f"quality on {q['queries']} queries: nDCG@10 {q['exported']['ndcg@10']:.4f} vs fp32 "
+                     f"{q['fp32']['ndcg@10']:.4f} (BM25 {q['bm25']['ndcg@10']:.4f}); gain kept {q['gain_kept']:.1%}; "
+                     f"top-10 agreement {q['top10_overlap']:.3f}")
+    return "\n".join(lines)

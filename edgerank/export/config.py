@@ -1,0 +1,55 @@
+"""The export configuration: one dataclass, saved into the manifest so every artifact says how it was made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+TARGETS = ("cpu", "cuda", "tensorrt", "arm64")
+
+
+class ExportError(ValueError):
+    """An export that must not produce an artifact: broken parity, a failed quality gate, bad options."""
+
+
+@dataclass
+class ExportConfig:
+    precision: str = "fp32"
+    max_length: int = 128
+    optimize: bool = False
+    target: str = "cpu"
+    profile: str | None = None
+    calibration: str | None = None
+    calibration_size: int = 300
+    calibration_method: str = "minmax"
+    eval_data: str | None = None
+    max_quality_drop: float = 0.02
+    min_agreement: float = 0.9
+    reduce_range: bool | None = None  # None: on unless the CPU has AVX512-VNNI (see quantize.py)
+    quantize_embeddings: bool = True
+    parity_atol: float = 1e-3
+    require_head: bool = True
+    opset: int = 17
+    seed: int = 0
+
+    def check(self) -> None:
+        """Refuse combinations that cannot give a working artifact, before any work is done."""
+        if self.precision not in PRECISIONS:
+            raise ExportError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.target not in TARGETS:
+            raise ExportError(f"--target: {self.target!r} is not one of {', '.join(TARGETS)}")
+        if self.max_length < 8:
+            raise ExportError(f"--max-length: {self.max_length} is too short for a query-product pair (min 8)")
+        if self.precision == "int8-static" and not self.calibration:
+            raise ExportError("--precision int8-static needs --calibration PATH (a table of query-product pairs)")
+        if self.target == "tensorrt" and not self.profile:
+            raise ExportError("--target tensorrt needs --profile NAME (see export/README.md)")
+        if self.target == "tensorrt" and self.optimize:
+            raise ExportError("--optimize writes ONNX Runtime contrib ops TensorRT cannot parse; "
+                              "leave it off for --target tensorrt (TensorRT fuses on its own)")
+        if self.calibration_size < 1:
+            raise ExportError(f"--calibration-size: {self.calibration_size} must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
