@@ -21,10 +21,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import distill, export, teacher
+    from . import distill, export, rank, serve, teacher
     from . import eval as eval_cmd
 
-    for module in (teacher, distill, eval_cmd, export):
+    for module in (teacher, distill, eval_cmd, rank, serve, export):
         main.add_command(module.command)
 
 

@@ -19,14 +19,17 @@ BAD_INPUT_HELP = (
 
 def run_guarded(fn: Callable) -> Callable:
     """Turn expected failures (bad data, unusable models) into one line on stderr and exit 2."""
+    from ..artifact import ArtifactError
     from ..export.config import ExportError
     from ..modeling import ModelError
+    from ..runtime.errors import BackendError, RankerInputError
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ModelError, ExportError, FileNotFoundError, FileExistsError) as e:
+        except (DataError, ModelError, ExportError, ArtifactError, RankerInputError, BackendError,
+                FileNotFoundError, FileExistsError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:

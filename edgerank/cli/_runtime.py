@@ -1,0 +1,23 @@
+"""Options shared by the commands that run an artifact (rank, serve)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+
+def runtime_options(fn: Callable) -> Callable:
+    fn = click.option("--blend", type=click.Path(), help="Per-shop blend weights (JSON or TOML); off by default.")(fn)
+    fn = click.option("--max-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+                      help="Pairs per forward pass; bounds memory for long candidate lists.")(fn)
+    fn = click.option("--providers", help="ONNX Runtime execution providers in order, e.g. cuda,cpu (default cpu).")(fn)
+    fn = click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")(fn)
+    return fn
+
+
+def load_ranker(artifact, threads, providers, max_batch_size, blend):
+    from ..runtime import Blend, Ranker
+
+    ranker = Ranker.load(artifact, providers=providers, threads=threads, max_batch_size=max_batch_size)
+    return ranker, Blend.from_file(blend) if blend else None

@@ -1,0 +1,103 @@
+"""Batch encoding of (query, product text) pairs with ``tokenizers``, and length-bucketed batches.
+
+The tokenizer is configured once, at load: truncation to the artifact's max length, no padding.
+It is never reconfigured per call, because ``enable_truncation``/``enable_padding`` mutate shared
+state and a Ranker is called from several threads at once. Padding is done per batch in numpy, after
+candidates are sorted by length, so a batch of short titles is not padded to one long description.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..artifact import Artifact, ArtifactError
+
+TRUNCATION = ("longest_first", "only_first", "only_second")
+
+
+@dataclass(frozen=True)
+class EncodedPairs:
+    """Token ids per pair (unpadded) and which pairs lost tokens to truncation."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+    lengths: np.ndarray
+    truncated: np.ndarray
+
+
+class PairEncoder:
+    """``[CLS] query [SEP] product [SEP]`` exactly as the exported model was trained to read it."""
+
+    def __init__(self, tokenizer_file: str | os.PathLike, max_length: int, truncation: str = "longest_first"):
+        if truncation not in TRUNCATION:
+            raise ArtifactError(f"tokenizer truncation {truncation!r} is not one of {', '.join(TRUNCATION)}")
+        if not isinstance(max_length, int) or max_length < 4:
+            raise ArtifactError(f"tokenizer max_length {max_length!r} is not a usable length")
+        try:
+            tok = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as e:  # tokenizers raises a bare Exception for a broken file
+            raise ArtifactError(f"{tokenizer_file}: not a readable tokenizer.json ({e})") from None
+        self.pad_id = _pad_id(tok)
+        tok.no_padding()
+        tok.enable_truncation(max_length, strategy=truncation)
+        self._tok = tok
+        self.max_length = max_length
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact) -> "PairEncoder":
+        spec = artifact.manifest.get("tokenizer") or {}
+        if "max_length" not in spec:
+            raise ArtifactError(f"{artifact.path}: manifest has no tokenizer.max_length")
+        return cls(artifact.file(spec.get("file", "tokenizer.json")), spec["max_length"],
+                   spec.get("truncation", "longest_first"))
+
+    def encode(self, queries: Sequence[str], texts: Sequence[str]) -> EncodedPairs:
+        """Encode aligned pairs; a pair is marked truncated when the tokenizer left overflow tokens."""
+        encodings = self._tok.encode_batch(list(zip(queries, texts)))
+        return EncodedPairs(
+            ids=[e.ids for e in encodings],
+            type_ids=[e.type_ids for e in encodings],
+            lengths=np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
+            truncated=np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings)),
+        )
+
+    def pad(self, enc: EncodedPairs, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """int64 ``input_ids``/``attention_mask``/``token_type_ids`` for ``rows``, padded to their longest."""
+        width = int(enc.lengths[rows].max())
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            n = enc.lengths[r]
+            ids[j, :n] = enc.ids[r]
+            types[j, :n] = enc.type_ids[r]
+            mask[j, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def length_batches(lengths: np.ndarray, max_batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of at most ``max_batch_size``, grouped by length (stable, so deterministic).
+
+    The cap bounds memory however many candidates arrive (one forward pass over 300 candidates x 512
+    tokens is a known out-of-memory failure of other rankers); sorting makes each batch's padding small.
+    """
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), max_batch_size):
+        yield order[start:start + max_batch_size]
+
+
+def _pad_id(tok: Tokenizer) -> int:
+    """The padding token's id. Masked positions do not change a BERT score; using the model's own pad
+    id keeps the inputs identical to what transformers builds, which the parity tests compare."""
+    if tok.padding:
+        return int(tok.padding["pad_id"])
+    for token in ("[PAD]", "<pad>"):
+        tid = tok.token_to_id(token)
+        if tid is not None:
+            return tid
+    return 0
