@@ -33,7 +33,8 @@ class EncodedPairs:
 class PairEncoder:
     """``[CLS] query [SEP] product [SEP]`` exactly as the exported model was trained to read it."""
 
-    def __init__(self, tokenizer_file: str | os.PathLike, max_length: int, truncation: str = "longest_first"):
+    def __init__(self, tokenizer_file: str | os.PathLike, max_length: int, truncation: str = "longest_first",
+                 pad_id: int | None = None):
         if truncation not in TRUNCATION:
             raise ArtifactError(f"tokenizer truncation {truncation!r} is not one of {', '.join(TRUNCATION)}")
         if not isinstance(max_length, int) or max_length < 4:
@@ -42,7 +43,7 @@ class PairEncoder:
             tok = Tokenizer.from_file(str(tokenizer_file))
         except Exception as e:  # tokenizers raises a bare Exception for a broken file
             raise ArtifactError(f"{tokenizer_file}: not a readable tokenizer.json ({e})") from None
-        self.pad_id = _pad_id(tok)
+        self.pad_id = pad_id if isinstance(pad_id, int) else _pad_id(tok)
         tok.no_padding()
         tok.enable_truncation(max_length, strategy=truncation)
         self._tok = tok
@@ -54,7 +55,7 @@ class PairEncoder:
         if "max_length" not in spec:
             raise ArtifactError(f"{artifact.path}: manifest has no tokenizer.max_length")
         return cls(artifact.file(spec.get("file", "tokenizer.json")), spec["max_length"],
-                   spec.get("truncation", "longest_first"))
+                   spec.get("truncation", "longest_first"), spec.get("pad_id"))
 
     def encode(self, queries: Sequence[str], texts: Sequence[str]) -> EncodedPairs:
         """Encode aligned pairs; a pair is marked truncated when the tokenizer left overflow tokens."""
@@ -92,7 +93,7 @@ def length_batches(lengths: np.ndarray, max_batch_size: int) -> Iterator[np.ndar
 
 
 def _pad_id(tok: Tokenizer) -> int:
-    """The padding token's id. Masked positions do not change a BERT score; using the model's own pad
+    """The padding token's id when the manifest does not record it. Masked positions do not change a BERT score; using the model's own pad
     id keeps the inputs identical to what transformers builds, which the parity tests compare."""
     if tok.padding:
         return int(tok.padding["pad_id"])
