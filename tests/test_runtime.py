@@ -19,10 +19,12 @@ QUERIES = ["cordless drill", "red garden hose 50 ft", "brass door hinge"]
 
 def test_scores_match_torch_model(rt_ranker, tiny_cross_encoder):
     """The runtime is the exported model: same tokens, same logits (fp32) as transformers + torch,
-    including pairs long enough to be truncated."""
+    including pairs long enough to be truncated, and texts so long the runtime clips them before
+    tokenizing (torch reads them whole)."""
     from edgerank.modeling import load_cross_encoder, load_tokenizer, score_pairs
 
-    texts = [p["title"] + " " + p["description"] for p in catalog(12)] + ["steel kit " * 80, "x"]
+    texts = [p["title"] + " " + p["description"] for p in catalog(12)] + ["steel kit " * 80, "x",
+                                                                           "brass  hinge\n" * 2000]
     queries = [QUERIES[i % 3] for i in range(len(texts))]
     expected = score_pairs(load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder),
                            queries, texts, max_length=MAX_LENGTH)

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from ..artifact import Artifact, ArtifactError
 
 TRUNCATION = ("longest_first", "only_first", "only_second")
+CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,24 @@ class PairEncoder:
         return cls(artifact.file(spec.get("file", "tokenizer.json")), spec["max_length"],
                    spec.get("truncation", "longest_first"), spec.get("pad_id"))
 
+    @property
+    def max_chars(self) -> int:
+        """Characters of one text worth tokenizing: 32 per token of max length, far more than any
+        real text needs to fill it (wordpieces average 4-6 characters)."""
+        return CHARS_PER_TOKEN * self.max_length
+
     def encode(self, queries: Sequence[str], texts: Sequence[str]) -> EncodedPairs:
-        """Encode aligned pairs; a pair is marked truncated when the tokenizer left overflow tokens."""
-        encodings = self._tok.encode_batch(list(zip(queries, texts)))
+        """Encode aligned pairs; a pair is marked truncated when the tokenizer left overflow tokens
+        or a text had to be clipped first (see ``clip``)."""
+        q = [clip(s, self.max_chars) for s in queries]
+        t = [clip(s, self.max_chars) for s in texts]
+        encodings = self._tok.encode_batch([(a, b) for (a, _), (b, _) in zip(q, t)])
         return EncodedPairs(
             ids=[e.ids for e in encodings],
             type_ids=[e.type_ids for e in encodings],
             lengths=np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
-            truncated=np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings)),
+            truncated=np.fromiter((bool(e.overflowing) or qc or tc for e, (_, qc), (_, tc) in zip(encodings, q, t)),
+                                  dtype=bool, count=len(encodings)),
         )
 
     def pad(self, enc: EncodedPairs, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,6 +90,20 @@ class PairEncoder:
             types[j, :n] = enc.type_ids[r]
             mask[j, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def clip(text: str, max_chars: int) -> tuple[str, bool]:
+    """Cut an over-long text at a whitespace before ``max_chars`` (and say whether it was cut).
+
+    Tokenizing costs time in proportion to the whole text (a 1 MB description took 6-15 s here)
+    though only the first few hundred tokens are kept. Cutting at whitespace keeps every remaining
+    word whole, so the tokens are a prefix of the full text's and the truncated pair is the same
+    one the model would have seen.
+    """
+    if len(text) <= max_chars:
+        return text, False
+    cut = max(text.rfind(c, 0, max_chars) for c in " \t\n")
+    return text[:cut if cut > max_chars // 2 else max_chars], True
 
 
 def length_batches(lengths: np.ndarray, max_batch_size: int) -> Iterator[np.ndarray]:
