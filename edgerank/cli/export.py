@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..export.config import PRECISIONS, TARGETS
 from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guarded
 
 EPILOG = BAD_INPUT_HELP + (
@@ -17,14 +18,15 @@ EPILOG = BAD_INPUT_HELP + (
 @click.command("export", epilog=EPILOG)
 @click.option("--model", required=True, type=click.Path(), help="Cross-encoder folder (teacher or student).")
 @click.option("--out", required=True, type=click.Path(), help="Artifact folder to write (replaced atomically).")
-@click.option("--precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16", "int8-dynamic", "int8-static"]))
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Graph precision (default: the profile's, else fp32).")
 @click.option("--calibration", type=click.Path(), help="Table of query-product pairs to calibrate int8-static on.")
 @click.option("--calibration-size", default=300, show_default=True, type=int, help="Pairs in the calibration set.")
 @click.option("--calibration-method", default="minmax", show_default=True,
               type=click.Choice(["minmax", "entropy", "percentile"]))
 @click.option("--optimize", is_flag=True, help="Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer.")
-@click.option("--target", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda", "tensorrt", "arm64"]))
+@click.option("--target", type=click.Choice(TARGETS),
+              help="Where it will run (default: the profile's, else cpu).")
 @click.option("--profile", help="Target profile name from export/ (e.g. jetson-orin-fp16) or a TOML file.")
 @click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per query-product pair.")
 @click.option("--eval-data", type=click.Path(), help="Judged table for the quality gate and the probability fit.")

@@ -15,10 +15,10 @@ class ExportError(ValueError):
 
 @dataclass
 class ExportConfig:
-    precision: str = "fp32"
+    precision: str | None = None  # None: the profile's precision, else fp32
     max_length: int = 128
     optimize: bool = False
-    target: str = "cpu"
+    target: str | None = None  # None: the profile's target, else cpu
     profile: str | None = None
     calibration: str | None = None
     calibration_size: int = 300
@@ -32,6 +32,22 @@ class ExportConfig:
     require_head: bool = True
     opset: int = 17
     seed: int = 0
+
+    def resolve(self, profile=None) -> None:
+        """Fill precision, target and reduce_range from ``profile`` (a ``TargetProfile``) where not given,
+        and refuse explicit values that contradict it."""
+        if profile is not None:
+            for key in ("precision", "target"):
+                mine, theirs = getattr(self, key), getattr(profile, key)
+                if mine is not None and mine != theirs:
+                    raise ExportError(f"--{key} {mine} contradicts profile {profile.name} ({key} = {theirs}); "
+                                      f"drop --{key} or pick another profile")
+                setattr(self, key, theirs)
+            if self.reduce_range is None:
+                self.reduce_range = profile.reduce_range
+        self.precision = self.precision or "fp32"
+        self.target = self.target or "cpu"
+        self.check()
 
     def check(self) -> None:
         """Refuse combinations that cannot give a working artifact, before any work is done."""
@@ -48,6 +64,12 @@ class ExportConfig:
         if self.target == "tensorrt" and self.optimize:
             raise ExportError("--optimize writes ONNX Runtime contrib ops TensorRT cannot parse; "
                               "leave it off for --target tensorrt (TensorRT fuses on its own)")
+        if self.target == "tensorrt" and self.precision == "int8-dynamic":
+            raise ExportError("int8-dynamic uses ONNX Runtime-only operators TensorRT cannot run; "
+                              "use int8-static (QDQ) for --target tensorrt")
+        if self.precision == "int8-static" and self.optimize:
+            raise ExportError("--optimize with int8-static: the QDQ graph is built from the plain fp32 graph "
+                              "(ONNX Runtime fuses QDQ patterns itself when it loads the model); drop --optimize")
         if self.calibration_size < 1:
             raise ExportError(f"--calibration-size: {self.calibration_size} must be at least 1")
 

@@ -14,15 +14,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..artifact import sha256_file, write_manifest_and_checksums
 from ..io import atomic_dir
 from .config import ExportConfig, ExportError
 from .onnx import export_onnx, parity, parity_groups
+from .probability import fit_probability, sigmoid_map
 from .scoring import ort_session, pair_tokenizer, score_groups_onnx
 
 GRAPH = "model.onnx"
 TOKENIZER = "tokenizer.json"
+BUILD_SCRIPT = "build_engine.sh"
 
 
 def folder_sha256(path: Path) -> str:
@@ -42,23 +46,29 @@ def save_tokenizer(model_dir: Path, tokenizer, dest: Path) -> None:
         tokenizer.backend_tokenizer.save(str(dest))
 
 
-def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precision: str = "fp32",
+def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precision: str | None = None,
                     max_length: int = 128, *, archive: str | os.PathLike | None = None,
                     read_kwargs: dict[str, Any] | None = None, **options: Any) -> Path:
     """Export ``model_dir`` (a Hugging Face cross-encoder folder) to an artifact folder at ``out``.
 
-    ``options`` are ``ExportConfig`` fields. ``read_kwargs`` (columns, label_map, gain_offset) apply
-    to the eval and calibration tables. ``archive`` also writes the one-file (zip) form.
-    Raises ``ExportError`` (nothing written) when parity or the quality gate fails.
+    ``precision`` is fp32 / fp16 / int8-dynamic / int8-static (default: the profile's, else fp32);
+    ``options`` are further ``ExportConfig`` fields. ``read_kwargs`` (columns, label_map,
+    gain_offset) apply to the eval and calibration tables. ``archive`` also writes the one-file
+    (zip) form. Raises ``ExportError`` (nothing written) when parity or the quality gate fails.
     """
     from ..modeling import load_cross_encoder, load_tokenizer
+    from .profiles import load_profile
 
     config = ExportConfig(precision=precision, max_length=max_length, **options)
-    config.check()
-    if config.precision != "fp32":  # the other precisions land in the next commit
-        raise ExportError(f"--precision {config.precision}: not available yet in this build")
+    profile = load_profile(config.profile) if config.profile else None
+    config.resolve(profile)
+    if config.target == "tensorrt":
+        from .tensorrt import check_sequence
+
+        check_sequence(profile, config.max_length)
     model_dir, out = Path(model_dir), Path(out)
     read_kwargs = dict(read_kwargs or {})
+    table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
     model = load_cross_encoder(model_dir, require_head=config.require_head)
     tokenizer = load_tokenizer(model_dir)
 
@@ -70,32 +80,44 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
         fp32 = scratch / "fp32.onnx"
         inputs = export_onnx(model, tokenizer, fp32, opset=config.opset)
 
-        groups, source = parity_groups(config.eval_data or config.calibration,
-                                       **{k: v for k, v in read_kwargs.items() if k != "gain_offset"})
+        groups, source = parity_groups(config.eval_data or config.calibration, **table_kwargs)
         reference = _torch_scores(model, tokenizer, groups, config.max_length)
-        fp32_parity = parity(reference, score_groups_onnx(ort_session(fp32), ort_tokenizer, groups))
-        if fp32_parity["max_abs_diff"] > config.parity_atol:
-            raise ExportError(f"{model_dir}: fp32 ONNX scores differ from torch by {fp32_parity['max_abs_diff']:.2e} "
-                              f"(> {config.parity_atol:g}) on {source}: the export is broken")
-        shutil.copyfile(fp32, folder / GRAPH)
+        checks = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
+        checks["fp32"] = _parity_ok(config, reference, fp32, ort_tokenizer, groups, model_dir, "fp32 ONNX")
+
+        graph, details = _convert(config, fp32, scratch, model.config, ort_tokenizer, inputs, table_kwargs)
+        if graph != fp32:
+            name = "optimized" if details["graph_precision"] == "fp32" else details["graph_precision"]
+            checks[name] = (_parity_ok(config, reference, graph, ort_tokenizer, groups, model_dir, "optimized fp32 ONNX")
+                            if name == "optimized" else
+                            parity(reference, score_groups_onnx(ort_session(graph), ort_tokenizer, groups)))
+        shutil.copyfile(graph, folder / GRAPH)
+
+        quality, probability = None, sigmoid_map()
+        if config.eval_data:
+            quality, probability = _gate(config, model, tokenizer, graph, ort_tokenizer, read_kwargs)
 
         manifest = {
             "edgerank_version": __version__,
             "kind": "cross-encoder",
             "source": {"model": str(model_dir.resolve()), "sha256": folder_sha256(model_dir),
-                       "architecture": type(model).__name__},
+                       "architecture": type(model).__name__, "parameters": int(sum(p.numel() for p in model.parameters()))},
             "precision": config.precision,
+            "graph_precision": details.pop("graph_precision"),
             "target": config.target,
             "graphs": {"model": {"file": GRAPH, "inputs": inputs, "outputs": ["logits"]}},
             "tokenizer": {"file": TOKENIZER, "max_length": config.max_length, "truncation": "longest_first",
                           "pair": True, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
-            "score": {"raw": "logit", "probability": {"method": "sigmoid", "temperature": 1.0, "bias": 0.0,
-                                                      "formula": "p = 1 / (1 + exp(-(logit / temperature + bias)))"}},
-            "calibration": None,
-            "parity": {"source": source, "pairs": int(sum(len(g.texts) for g in groups)), "fp32": fp32_parity},
-            "quality": None,
-            "export": config.to_dict(),
+            "score": {"raw": "logit", "probability": probability},
+            "calibration": details.pop("calibration", None),
+            "parity": checks,
+            "quality": quality,
+            "export": config.to_dict() | details,
         }
+        if profile is not None:
+            manifest["profile"] = profile.to_dict()
+        if config.target == "tensorrt":
+            manifest["tensorrt"] = _write_tensorrt(folder, profile, inputs)
         write_manifest_and_checksums(folder, manifest)
     if archive is not None:
         from ..artifact import pack
@@ -104,7 +126,86 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
     return out
 
 
-def _torch_scores(model, tokenizer, groups, max_length: int):
+def _torch_scores(model, tokenizer, groups, max_length: int) -> list[np.ndarray]:
     from ..modeling import score_groups
 
     return score_groups(model, tokenizer, groups, max_length=max_length)
+
+
+def _parity_ok(config: ExportConfig, reference, graph: Path, ort_tokenizer, groups, model_dir: Path,
+               what: str) -> dict[str, float]:
+    """Parity of an fp32 graph, which must match torch to ``parity_atol`` or the export is broken."""
+    result = parity(reference, score_groups_onnx(ort_session(graph), ort_tokenizer, groups))
+    if result["max_abs_diff"] > config.parity_atol:
+        raise ExportError(f"{model_dir}: {what} scores differ from torch by {result['max_abs_diff']:.2e} "
+                          f"(> {config.parity_atol:g}): the export is broken")
+    return result
+
+
+def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_tokenizer, inputs,
+             table_kwargs) -> tuple[Path, dict[str, Any]]:
+    """The graph to ship for the requested precision and target, with what was done to it."""
+    from .optimize import fuse, to_fp16
+    from .quantize import default_reduce_range, quantize_dynamic_int8, quantize_static_qdq
+
+    details: dict[str, Any] = {}
+    graph, precision = fp32, config.precision
+    if config.target == "tensorrt" and precision == "fp16":
+        precision = "fp32"  # TensorRT builds fp16 itself from the fp32 graph (build flag --fp16)
+    if config.optimize:
+        graph = scratch / "optimized.onnx"
+        details["fused_ops"] = fuse(fp32, graph, model_config, fp16=precision == "fp16")
+    elif precision == "fp16":
+        graph = scratch / "fp16.onnx"
+        to_fp16(fp32, graph)
+    reduce_range = config.reduce_range if config.reduce_range is not None else default_reduce_range(config.target)
+    if precision == "int8-dynamic":
+        quantized = scratch / "int8-dynamic.onnx"
+        details["quantization"] = quantize_dynamic_int8(graph, quantized, reduce_range=reduce_range,
+                                                        quantize_embeddings=config.quantize_embeddings)
+        graph = quantized
+    elif precision == "int8-static":
+        from .calibration import build_calibration_set, pair_reader
+
+        calib = build_calibration_set(config.calibration, ort_tokenizer, n=config.calibration_size,
+                                      seed=config.seed, **table_kwargs)
+        quantized = scratch / "int8-static.onnx"
+        details["quantization"] = quantize_static_qdq(
+            fp32, quantized, pair_reader(ort_tokenizer, calib.queries, calib.texts, inputs),
+            method=config.calibration_method, reduce_range=reduce_range,
+            for_tensorrt=config.target == "tensorrt")
+        details["calibration"] = calib.summary | {"method": config.calibration_method}
+        graph = quantized
+    details["graph_precision"] = precision
+    return graph, details
+
+
+def _gate(config: ExportConfig, model, tokenizer, graph: Path, ort_tokenizer, read_kwargs) -> tuple[dict, dict]:
+    """Quality gate on ``config.eval_data``; raises ExportError (so nothing is written) when it fails.
+    Returns the gate's numbers and the probability map fitted on the exported model's logits."""
+    from ..data import evaluable, group_queries, read_table
+    from .gate import quality_gate
+
+    df, _ = read_table(config.eval_data, columns=read_kwargs.get("columns"), label_map=read_kwargs.get("label_map"))
+    groups = evaluable(group_queries(df, read_kwargs.get("gain_offset", "auto")))
+    if not groups:
+        raise ExportError(f"{config.eval_data}: no query has two distinct labels: the quality gate has nothing to measure")
+    exported = score_groups_onnx(ort_session(graph), ort_tokenizer, groups)
+    report = quality_gate(groups, _torch_scores(model, tokenizer, groups, config.max_length), exported,
+                          max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
+    report["data"] = str(config.eval_data)
+    if not report["passed"]:
+        raise ExportError(f"quality gate failed on {config.eval_data} ({report['queries']} queries): "
+                          + "; ".join(report["reasons"]) + ". Nothing was written.")
+    probability = fit_probability(np.concatenate(exported), np.concatenate([g.labels for g in groups]))
+    return report, probability
+
+
+def _write_tensorrt(folder: Path, profile, inputs) -> dict[str, Any]:
+    from .tensorrt import build_script, engine_flags, trtexec_command
+
+    script = folder / BUILD_SCRIPT
+    script.write_text(build_script(profile, inputs))
+    script.chmod(0o755)
+    return {"profile": profile.name, "build_script": BUILD_SCRIPT, "flags": list(engine_flags(profile.precision)),
+            "command": trtexec_command(profile, inputs)}

@@ -26,6 +26,14 @@ def pair_tokenizer(path: str | os.PathLike, max_length: int, pad_id: int, pad_to
     return tok
 
 
+def encode_feed(tokenizer, pairs: Sequence[tuple[str, str]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """One padded batch as the graph wants it: int64 arrays for exactly the input ``names``."""
+    enc = tokenizer.encode_batch(list(pairs))
+    columns = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
+               "token_type_ids": [e.type_ids for e in enc]}
+    return {n: np.asarray(columns[n], dtype=np.int64) for n in names}
+
+
 def ort_session(path: str | os.PathLike, threads: int = 0):
     """A CPU session; ``threads=0`` lets ONNX Runtime choose. Optimisation level is ORT's default
     (extended fusions), which is what a deployment gets, so timings and parity reflect it."""
@@ -49,10 +57,7 @@ def score_pairs_onnx(session, tokenizer, queries: Sequence[str], texts: Sequence
     out = np.empty(len(order), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        enc = tokenizer.encode_batch([(queries[i], texts[i]) for i in idx])
-        columns = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                   "token_type_ids": [e.type_ids for e in enc]}
-        feed = {n: np.asarray(columns[n], dtype=np.int64) for n in names}
+        feed = encode_feed(tokenizer, [(queries[i], texts[i]) for i in idx], names)
         out[idx] = session.run(None, feed)[0].reshape(-1)
     return out
 
