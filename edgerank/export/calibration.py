@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 LENGTH_BINS = 4
+#: Rows tokenized per requested pair (a uniform random pool) when the source file is larger.
+POOL_PER_PAIR = 50
 LABEL_BINS = ("low", "mid", "high")
 
 
@@ -58,8 +60,13 @@ def build_calibration_set(data: str | os.PathLike, tokenizer, *, n: int = 300, s
     from ..data import product_texts, read_table
 
     df, _ = read_table(data, columns=columns, label_map=label_map, require_relevance=False)
+    rows = len(df)
+    rng = np.random.default_rng(seed)
+    if rows > POOL_PER_PAIR * n:  # tokenizing a whole catalog is slow; a uniform pool keeps the proportions
+        df = df.iloc[np.sort(rng.choice(rows, POOL_PER_PAIR * n, replace=False))].reset_index(drop=True)
     queries, texts = df["query"].tolist(), product_texts(df)
-    lengths = np.asarray([len(e.ids) for e in tokenizer.encode_batch(list(zip(queries, texts)))])
+    # Real (unpadded) lengths: the tokenizer pads each batch to its longest pair.
+    lengths = np.asarray([sum(e.attention_mask) for e in tokenizer.encode_batch(list(zip(queries, texts)))])
     edges = np.unique(np.quantile(lengths, np.linspace(0, 1, LENGTH_BINS + 1)[1:-1]))
     length_bin = np.searchsorted(edges, lengths, side="right")
     bounds = [int(lengths.min())] + [int(e) for e in edges] + [int(lengths.max())]
@@ -71,14 +78,14 @@ def build_calibration_set(data: str | os.PathLike, tokenizer, *, n: int = 300, s
         label_names = [f"label {b}" for b in LABEL_BINS]
     else:
         label_bin, label_names = np.zeros(len(df), dtype=int), ["unlabelled"]
-    keys = np.asarray([f"{length_names[lb]} | {label_names[ab]}" for lb, ab in zip(length_bin, label_bin)])
-    strata = {k: np.flatnonzero(keys == k) for k in sorted(set(keys))}
+    cells = sorted(set(zip(length_bin.tolist(), label_bin.tolist())))
+    strata = {f"{length_names[lb]} | {label_names[ab]}": np.flatnonzero((length_bin == lb) & (label_bin == ab))
+              for lb, ab in cells}
     take = _allocate({k: len(v) for k, v in strata.items()}, min(n, len(df)))
-    rng = np.random.default_rng(seed)
     chosen = np.concatenate([rng.choice(strata[k], size=c, replace=False) for k, c in take.items() if c])
     chosen.sort()
     summary = {"n": int(len(chosen)), "source": str(data), "source_sha256": sha256_file(data),
-               "source_rows": int(len(df)), "seed": seed,
+               "source_rows": rows, "pool": int(len(df)), "seed": seed,
                "strata": {k: int(c) for k, c in take.items()},
                "tokens": {"min": int(lengths[chosen].min()), "median": float(np.median(lengths[chosen])),
                           "max": int(lengths[chosen].max())}}
