@@ -223,3 +223,19 @@ def test_runtime_imports_no_training_stack(rt_artifact):
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code, str(rt_artifact)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_fitted_probability_map_is_applied(artifact_copy):
+    """Export fits temperature and bias on judged data (method "fitted"); the runtime applies them."""
+    from edgerank.artifact import write_manifest_and_checksums
+
+    manifest = json.loads((artifact_copy / "manifest.json").read_text())
+    manifest.pop("files")
+    manifest["score"]["probability"] = {"method": "fitted", "temperature": 0.5, "bias": -1.0}
+    write_manifest_and_checksums(artifact_copy, manifest)
+    item = Ranker.load(artifact_copy, threads=1).rank("drill", catalog(3))[0]
+    assert item.probability == pytest.approx(1 / (1 + np.exp(-(item.relevance / 0.5 - 1.0))), abs=1e-9)
+    manifest["score"]["probability"] = {"method": "isotonic"}
+    write_manifest_and_checksums(artifact_copy, manifest)
+    with pytest.raises(ArtifactError, match="isotonic"):
+        Ranker.load(artifact_copy)

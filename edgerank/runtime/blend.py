@@ -34,6 +34,7 @@ from ..artifact import ArtifactError
 from .errors import RankerInputError
 from .products import get_field
 
+PROBABILITY_METHODS = ("sigmoid", "fitted")  # both: p = 1 / (1 + exp(-(logit / temperature + bias)))
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -42,8 +43,8 @@ def relevance_probability(logits: np.ndarray, spec: Mapping[str, Any] | None) ->
     """The artifact's map from raw logit to [0, 1] (manifest ``score.probability``)."""
     spec = spec or {}
     method = spec.get("method", "sigmoid")
-    if method != "sigmoid":
-        raise ArtifactError(f"score.probability.method {method!r} is not supported (only 'sigmoid')")
+    if method not in PROBABILITY_METHODS:  # "fitted": temperature and bias fitted on judged data at export
+        raise ArtifactError(f"score.probability.method {method!r} is not supported ({', '.join(PROBABILITY_METHODS)})")
     t, b = float(spec.get("temperature", 1.0)), float(spec.get("bias", 0.0))
     if not t > 0:
         raise ArtifactError(f"score.probability.temperature must be > 0, got {t}")

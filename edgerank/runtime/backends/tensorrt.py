@@ -22,6 +22,8 @@ from ...artifact import Artifact, ArtifactError
 from ..errors import BackendError
 from . import missing_library, scores_from_output
 
+DEFAULT_ENGINE = "model.plan"
+
 
 def _import_libraries():
     try:
@@ -117,15 +119,16 @@ class TensorRTBackend:
 
 
 def load(artifact: Artifact, role: str, engine: str | None = None, device: int = 0) -> TensorRTBackend:
-    """``engine``: a serialized engine file; by default the one the manifest lists for ``role``
-    (``graphs.<role>.engine``, written into the artifact by ``edgerank build-engine``)."""
+    """``engine``: a serialized engine file. By default the one the manifest names for ``role``
+    (``graphs.<role>.engine``), else ``model.plan`` in the artifact folder, where the artifact's
+    ``build_engine.sh`` writes it. Engines are built per GPU and TensorRT version, on the device,
+    so they are not covered by the artifact's checksums."""
     _import_libraries()
     if engine is None:
-        name = artifact.graph(role).get("engine")
-        if not name:
-            raise BackendError(f"{artifact.path}: no TensorRT engine for the '{role}' graph; build one with "
-                               "`edgerank build-engine` or pass engine=PATH")
-        engine = artifact.file(name)
+        engine = artifact.file(artifact.graph(role).get("engine") or DEFAULT_ENGINE)
+        if not engine.is_file():
+            raise BackendError(f"{artifact.path}: no TensorRT engine ({engine.name}) for the '{role}' graph; build "
+                               "one on the device with `edgerank build-engine` or pass engine=PATH")
     path = Path(engine)
     if not path.is_file():
         raise BackendError(f"{path}: TensorRT engine file not found")
