@@ -28,7 +28,9 @@ def command(train_path, dev_path, out, backbone, epochs, batch_size, lr, max_len
             checkpoint_every, columns, label_map, gain_offset):
     """Fine-tune a cross-encoder ([CLS] query [SEP] product [SEP] -> one logit).
 
-    Runs unchanged under `accelerate launch` / torchrun. Interrupted? Run the same command again:
+    Runs unchanged under DDP: `torchrun --standalone --nproc_per_node N $(which edgerank) teacher ...`
+    (on CPU too, with gloo; `accelerate launch --cpu` starts one process unless mpirun is set up),
+    or `accelerate launch --multi_gpu`. Interrupted? Run the same command again:
     it resumes from the last checkpoint kept in OUT.partial/.
     """
     from ..evaluate import format_report
