@@ -24,6 +24,7 @@ EPILOG = BAD_INPUT_HELP + (
 @click.option("--calibration-size", default=300, show_default=True, type=int, help="Pairs in the calibration set.")
 @click.option("--calibration-method", default="minmax", show_default=True,
               type=click.Choice(["minmax", "entropy", "percentile"]))
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for drawing the calibration set.")
 @click.option("--optimize", is_flag=True, help="Fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer.")
 @click.option("--target", type=click.Choice(TARGETS),
               help="Where it will run (default: the profile's, else cpu).")
@@ -35,7 +36,7 @@ EPILOG = BAD_INPUT_HELP + (
 @click.option("--min-agreement", default=0.9, show_default=True, type=float,
               help="Smallest allowed top-10 overlap with the fp32 model's order.")
 @click.option("--reduce-range/--no-reduce-range", default=None,
-              help="7-bit int8 weights (default: on unless the CPU has AVX512-VNNI).")
+              help="7-bit int8 weights (default: on unless the target is ARM or this CPU has VNNI).")
 @click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,
               help="int8-dynamic: also quantize the word-embedding table (most of a small model's size).")
 @click.option("--parity-atol", default=1e-3, show_default=True, type=float)
@@ -43,7 +44,7 @@ EPILOG = BAD_INPUT_HELP + (
 @click.option("--archive", type=click.Path(), help="Also write the artifact as one .zip file here.")
 @data_options
 @run_guarded
-def command(model, out, precision, calibration, calibration_size, calibration_method, optimize, target, profile,
+def command(model, out, precision, calibration, calibration_size, calibration_method, seed, optimize, target, profile,
             max_length, eval_data, max_quality_drop, min_agreement, reduce_range, quantize_embeddings,
             parity_atol, allow_untrained_head, archive, columns, label_map, gain_offset):
     """Export to ONNX, check parity against torch, quantize, gate on quality, write the artifact."""
@@ -54,7 +55,7 @@ def command(model, out, precision, calibration, calibration_size, calibration_me
         model, out, precision, max_length, archive=archive,
         read_kwargs=parse_data_options(columns, label_map, gain_offset),
         calibration=calibration, calibration_size=calibration_size, calibration_method=calibration_method,
-        optimize=optimize, target=target, profile=profile, eval_data=eval_data,
+        seed=seed, optimize=optimize, target=target, profile=profile, eval_data=eval_data,
         max_quality_drop=max_quality_drop, min_agreement=min_agreement, reduce_range=reduce_range,
         quantize_embeddings=quantize_embeddings, parity_atol=parity_atol, require_head=not allow_untrained_head)
     click.echo(summary(load_artifact(path).manifest, path))

@@ -44,7 +44,10 @@ def export_onnx(model, tokenizer, out: str | os.PathLike, *, opset: int = OPSET)
 
     names = graph_inputs(model, tokenizer)
     model.eval()
-    model.set_attn_implementation("eager")
+    if hasattr(model, "set_attn_implementation"):  # transformers >= 4.48
+        model.set_attn_implementation("eager")
+    else:
+        model.config._attn_implementation = "eager"
     # A padded two-pair batch, so the traced graph sees a real attention mask.
     sample = tokenizer(["cordless drill", "red garden hose with a brass nozzle"], ["18V drill kit", "hose"],
                        padding=True, return_tensors="pt")

@@ -8,12 +8,16 @@ files next to the code lets a new device be added without touching Python.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import PRECISIONS, TARGETS, ExportError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 PROFILE_DIR = Path(os.environ.get("EDGERANK_PROFILES", Path(__file__).resolve().parents[2] / "export"))
 
