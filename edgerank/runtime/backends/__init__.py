@@ -5,14 +5,14 @@ names in its ``input_names``) and returns one float32 score per row. Each is ope
 *role* (``model`` for a cross-encoder; ``query`` / ``product`` towers for the catalog students of
 issue 7 later), so a new artifact kind reuses the backends unchanged.
 
-Optional backends live in their own module and import their library only when opened, with the
-pip extra to install in the error, so ``pip install edgerank`` stays onnxruntime + tokenizers + numpy.
+Each backend module has ``load(artifact, role, **options)`` and ``OPTIONS``, the option names it
+takes. Optional backends import their library only when opened, with the pip extra to install in
+the error, so ``pip install edgerank`` stays onnxruntime + tokenizers + numpy.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -47,11 +47,10 @@ def open_backend(name: str, artifact: Artifact, role: str = "model", **options: 
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     module = importlib.import_module(f".{BACKENDS[name][0]}", __name__)
-    accepted = [p for p in inspect.signature(module.load).parameters if p not in ("artifact", "role")]
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
         raise BackendError(f"backend {name!r} does not take {', '.join(unknown)} "
-                           f"(it takes: {', '.join(accepted) or 'no options'})")
+                           f"(it takes: {', '.join(module.OPTIONS) or 'no options'})")
     return module.load(artifact, role, **options)
 
 

@@ -100,6 +100,9 @@ class OnnxRuntimeBackend:
         return {"backend": self.name, "providers": self.providers}
 
 
+OPTIONS = ("providers", "threads")
+
+
 def load(artifact: Artifact, role: str, providers: Sequence[ProviderSpec] | str | None = None,
          threads: int | None = None) -> OnnxRuntimeBackend:
     graph = artifact.graph(role)

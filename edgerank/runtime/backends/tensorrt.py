@@ -118,6 +118,9 @@ class TensorRTBackend:
         self._cudart.cudaStreamDestroy(self._stream)
 
 
+OPTIONS = ("engine", "device")
+
+
 def load(artifact: Artifact, role: str, engine: str | None = None, device: int = 0) -> TensorRTBackend:
     """``engine``: a serialized engine file. By default the one the manifest names for ``role``
     (``graphs.<role>.engine``), else ``model.plan`` in the artifact folder, where the artifact's

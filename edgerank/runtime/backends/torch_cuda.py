@@ -139,6 +139,9 @@ class TorchBackend:
                 "eager_buckets": dict(self._eager_buckets)}
 
 
+OPTIONS = ("model_dir", "device", "dtype", "cuda_graphs")
+
+
 def load(artifact: Artifact, role: str, model_dir: str | None = None, device: str = "cuda",
          dtype: str = "float16", cuda_graphs: bool = True) -> TorchBackend:
     """``model_dir``: the Hugging Face folder the artifact was exported from (by default the manifest's
