@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -48,5 +49,17 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def _finite(obj: Any) -> Any:
+    """NaN/inf become null: bare NaN is not JSON and breaks other languages' readers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(target: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(target, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_bytes(target, (text + "\n").encode())

@@ -192,14 +192,15 @@ def test_a_student_with_constant_scores_is_caught(tmp_path, judged, home):
 
 @pytest.mark.slow
 def test_distill_runs_with_two_ddp_processes(tiny_cross_encoder, judged, tmp_path):
-    """The same command under `accelerate launch` trains with DDP over gloo on two CPU processes."""
+    """The same command trains with DDP over gloo on two CPU processes (torchrun: on CPU,
+    `accelerate launch --cpu --num_processes 2` starts a single process)."""
     env = {**os.environ, "EDGERANK_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            shutil.which("edgerank"), "distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged),
            "--out", str(tmp_path / "ddp"), "--layers", "1", "--batch-size", "8"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "ddp" / "report.json").read_text())
     assert report["train"]["steps"] >= 1
+    assert proc.stdout.count("student saved to") + proc.stderr.count("student saved to") == 2  # two processes ran
     assert load_cross_encoder(tmp_path / "ddp", require_head=True).config.num_hidden_layers == 1

@@ -175,8 +175,7 @@ def distill(config: DistillConfig, *, log=print) -> dict:
         return loss
 
     out_dir = Path(config.out)
-    work = out_dir.with_name(out_dir.name + ".partial")
-    work.mkdir(parents=True, exist_ok=True)
+    work = out_dir.with_name(out_dir.name + ".partial")  # created by the first checkpoint
     log(f"student: {spec.source} {('layers ' + str(spec.layers)) if spec.layers else config.student}"
         f"{f', hidden {spec.hidden_size}' if spec.hidden_size else ''}; {count_parameters(student) / 1e6:.1f}M "
         f"parameters vs teacher {count_parameters(teacher) / 1e6:.1f}M; losses {'+'.join(config.losses)}"
