@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +47,15 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def edgerank_script() -> str:
+    """The `edgerank` console script of the venv running the tests: torchrun needs a file path, and
+    PATH need not hold the venv's bin folder (CI calls .venv/bin/python directly)."""
+    script = shutil.which("edgerank", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the edgerank console script is not installed next to this Python (pip install -e .)")
+    return script
 
 
 def make_tiny_cross_encoder(out: Path, seed: int = 0, zero_head: bool = False) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from edgerank.modeling import ModelError, load_cross_encoder
 from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss
 from edgerank.train.students import check_not_larger, select_layers, spread_layers, subclone
 
-from conftest import make_tiny_cross_encoder, tiny_judged_rows, write_csv
+from conftest import edgerank_script, make_tiny_cross_encoder, tiny_judged_rows, write_csv
 
 
 @pytest.fixture
@@ -196,7 +195,7 @@ def test_distill_runs_with_two_ddp_processes(tiny_cross_encoder, judged, tmp_pat
     `accelerate launch --cpu --num_processes 2` starts a single process)."""
     env = {**os.environ, "EDGERANK_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           shutil.which("edgerank"), "distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged),
+           edgerank_script(), "distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged),
            "--out", str(tmp_path / "ddp"), "--layers", "1", "--batch-size", "8"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

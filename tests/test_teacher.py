@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import load_file
 
 from edgerank.cli import main
 import edgerank.train.teacher as teacher_module
+from conftest import edgerank_script
 
 
 def _teach(tiny_cross_encoder: Path, train: Path, out: Path, *extra: str):
@@ -130,20 +130,13 @@ def test_too_little_data_for_one_step_is_refused(tmp_path, tiny_cross_encoder):
     assert not (tmp_path / "teacher").exists() and not (tmp_path / "teacher.partial").exists()
 
 
-def _edgerank_script() -> str:
-    script = shutil.which("edgerank", path=str(Path(sys.executable).parent))
-    if script is None:
-        pytest.skip("the edgerank console script is not installed next to this Python (pip install -e .)")
-    return script
-
-
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_train_and_write_the_model(tmp_path, tiny_cross_encoder, tiny_judged_csv):
     # torchrun, not `accelerate launch --cpu --num_processes 2`: on CPU the latter starts ONE process
     # unless mpirun is set up, and would prove nothing about DDP.
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           _edgerank_script(), "teacher", "--train", str(tiny_judged_csv), "--out", str(out),
+           edgerank_script(), "teacher", "--train", str(tiny_judged_csv), "--out", str(out),
            "--backbone", str(tiny_cross_encoder), "--batch-size", "8", "--max-length", "32",
            "--checkpoint-every", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
