@@ -20,6 +20,7 @@ BAD_INPUT_HELP = (
 def run_guarded(fn: Callable) -> Callable:
     """Turn expected failures (bad data, unusable models) into one line on stderr and exit 2."""
     from ..artifact import ArtifactError
+    from ..bench import BenchError
     from ..export.config import ExportError
     from ..modeling import ModelError
     from ..runtime.errors import BackendError, RankerInputError
@@ -28,7 +29,7 @@ def run_guarded(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ModelError, ExportError, ArtifactError, RankerInputError, BackendError,
+        except (DataError, ModelError, ExportError, ArtifactError, RankerInputError, BackendError, BenchError,
                 FileNotFoundError, FileExistsError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

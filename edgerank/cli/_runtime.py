@@ -9,7 +9,7 @@ import click
 
 def runtime_options(fn: Callable) -> Callable:
     fn = click.option("--blend", type=click.Path(), help="Per-shop blend weights (JSON or TOML); off by default.")(fn)
-    fn = click.option("--max-batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+    fn = click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1),
                       help="Pairs per forward pass; bounds memory for long candidate lists.")(fn)
     fn = click.option("--providers", help="ONNX Runtime execution providers in order, e.g. cuda,cpu (default cpu).")(fn)
     fn = click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")(fn)

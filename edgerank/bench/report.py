@@ -1,0 +1,93 @@
+"""Render a benchmark's results: markdown tables for people (terminal, README, bench/results/), JSON for machines."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_bytes, write_json
+
+
+def _fmt(value: Any, spec: str = ".1f", suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:{spec}}{suffix}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def quality_table(results: dict[str, Any]) -> list[str]:
+    """One row per subject: what it costs to hold and how well it ranks (judged lists)."""
+    rows = []
+    for s in results["subjects"]:
+        q, mem = s.get("quality", {}), s.get("memory") or {}
+        rows.append([s["name"], str(s.get("precision") or "–"), str(s.get("device") or "–"), _fmt(s.get("size_mb")),
+                     _fmt(s.get("load_ms"), ".0f"),
+                     _fmt(mem.get("peak_rss_mb"), ".0f") if "error" not in mem else "error",
+                     _fmt(q.get("ndcg@10"), ".4f"), _fmt(q.get("mrr@10"), ".4f"), _fmt(q.get("gain_kept"), ".1%"),
+                     _fmt(q.get("kendall_tau"), ".3f"), _fmt(q.get("top10_overlap"), ".2f")])
+    bm25 = results["bm25"]["judged"]
+    rows.append(["BM25", "–", "–", "–", "–", "–", _fmt(bm25["ndcg@10"], ".4f"), _fmt(bm25["mrr@10"], ".4f"),
+                 "0.0%", "–", "–"])
+    n = results["workload"]["headline_n"]
+    return _table(["subject", "precision", "device", "size MB", "load ms", "peak RSS MB", "nDCG@10", "MRR@10",
+                   "teacher gain kept", f"Kendall τ (N={n})", f"top-10 overlap (N={n})"], rows)
+
+
+def latency_table(results: dict[str, Any]) -> list[str]:
+    """One row per subject and candidate count: latency of ranking one query's N candidates."""
+    rows = []
+    for n in results["workload"]["candidates"]:
+        for s in results["subjects"]:
+            lat = s["latency"].get(str(n))
+            if lat is None:
+                continue
+            rows.append([s["name"], str(n), _fmt(lat["p50_ms"], ".2f"), _fmt(lat["p95_ms"], ".2f"),
+                         _fmt(lat["p99_ms"], ".2f"), _fmt(lat["pairs_per_s"], ".0f"),
+                         _fmt(lat.get("speedup_vs_teacher"), ".2f", "×"), _fmt(lat.get("vs_edgerank"), ".2f", "×"),
+                         _fmt(lat.get("ndcg@10"), ".4f")])
+    return _table(["subject", "N", "p50 ms", "p95 ms", "p99 ms", "pairs/s", "speed-up vs teacher",
+                   "peer p50 / edgerank p50", "nDCG@10 (N list)"], rows)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
+    return (f"{machine['cpu']} ({machine['arch']}; {', '.join(machine['cpu_flags']) or 'no listed flags'}), "
+            f"{machine.get('usable_cores')} usable / {machine.get('logical_cores')} logical cores, "
+            f"{machine.get('memory_gb', '?')} GB, load average {machine.get('load_average')}, "
+            f"GPU: {machine.get('gpu') or 'none'}; Python {machine['python']}; {libs}")
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    w, ref = results["workload"], results["reference"]
+    lines = [f"## edgerank bench — {w['data_name']}", "",
+             f"{w['queries']} queries, candidate lists of {', '.join(map(str, w['candidates']))} "
+             f"(judged products topped up from the file's catalog, seed {w['seed']}); {w['threads']} threads, "
+             f"{w['warmup']} warm-up calls, {w['repeat']} timed calls per list; max length {w['max_length']}.", "",
+             "### Latency of ranking one query's N candidates", ""]
+    lines += latency_table(results)
+    lines += ["", "### Size, memory and quality (judged lists; gain kept = share of the teacher's nDCG@10 "
+              "gain over BM25)", ""]
+    lines += quality_table(results)
+    lines += ["", f"Reference GEMM {ref['shape']['tokens']}×{ref['shape']['hidden']}×{ref['shape']['inner']}: "
+              f"{ref['ms']:.2f} ms median ({ref['gflops']:.0f} GFLOP/s)."]
+    if w.get("slowdown", 1.0) != 1.0:
+        lines.append(f"**Testing hook active: every timed call slowed {w['slowdown']}×.**")
+    for s in results["skipped"]:
+        lines.append(f"- skipped {s['name']}: {s['reason']}")
+    lines += ["", f"Machine: {machine_line(results['machine'])}", f"Run at {results['created']}, edgerank "
+              f"{results['edgerank_version']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], *, json_path: str | Path | None = None,
+                  markdown_path: str | Path | None = None) -> None:
+    """Write the JSON and/or markdown forms atomically (a crashed run leaves the previous files)."""
+    if json_path:
+        write_json(json_path, results)
+    if markdown_path:
+        atomic_write_bytes(markdown_path, to_markdown(results).encode())

@@ -1,0 +1,274 @@
+"""One benchmark run: every subject on the same candidate lists, then quality, ratios and the machine.
+
+Order of work per subject: load (timed, imports excluded), peak RSS in a fresh process, one untimed
+pass over the judged lists (quality), then for each candidate count N the timing loop over the
+sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
+and each subject's latency is divided by the references around it, so a machine that slows down
+midway (another job starting) moves both numbers together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..artifact import sha256_file
+from ..data import group_queries, read_table
+from ..metrics import BM25Baseline, agreement, evaluate, gain_kept
+from . import BenchError
+from .candidates import build_candidates, product_records, sample_queries
+from .machine import describe_machine
+from .memory import probe
+from .peers import PEERS, PeerUnavailable, make_peers
+from .reference import ReferenceWorkload
+from .subjects import ArtifactSubject, Subject, TorchSubject, timed_load
+from .timing import Latency
+
+SCHEMA = 1
+_MB = 1024 * 1024
+
+
+@dataclass
+class BenchConfig:
+    """Everything that decides what a run measures; saved in the results so a run can be repeated."""
+
+    data: str
+    artifacts: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    teacher: str | None = None
+    candidates: list[int] = field(default_factory=lambda: [10, 50, 100, 500])
+    threads: int | None = None  # None: every core this process may use
+    warmup: int = 3
+    repeat: int = 3
+    queries: int | None = 100  # None: every query with two distinct labels
+    seed: int = 0
+    max_length: int = 128
+    peers: list[str] = field(default_factory=list)
+    memory: bool = True
+    gpu: bool = True
+    slowdown: float = 1.0  # testing hook, see timing.SLOWDOWN_ENV
+    reference: ReferenceWorkload = field(default_factory=ReferenceWorkload)
+    columns: Mapping[str, str] | None = None
+    label_map: Mapping[str, float] | None = None
+    gain_offset: float | str = "auto"
+
+    def __post_init__(self):
+        if not self.artifacts and not self.models and not self.teacher:
+            raise BenchError("nothing to benchmark: give --artifact, --model or --teacher")
+        if self.repeat < 1 or self.warmup < 0:
+            raise BenchError(f"--repeat must be >= 1 and --warmup >= 0 (got {self.repeat}, {self.warmup})")
+        unknown = sorted(set(self.peers) - set(PEERS))
+        if unknown:  # checked before any data is read, so the error names the option, not a symptom
+            raise BenchError(f"--peers: unknown peer(s) {', '.join(unknown)} (choose from {', '.join(PEERS)})")
+        if self.threads is None:
+            self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def headline_n(candidates: list[int]) -> int:
+    """The candidate count the summary, the plot and agreement use: 100 when benched, else the largest."""
+    return 100 if 100 in candidates else max(candidates)
+
+
+def _unique_names(paths: list[str]) -> list[str]:
+    names = [Path(p).name or str(p) for p in paths]
+    return [n if names.count(n) == 1 else f"{Path(p).parent.name}/{n}" for n, p in zip(names, paths)]
+
+
+@dataclass(frozen=True)
+class Planned:
+    role: str  # teacher | torch | edgerank | peer | gpu
+    subject: Subject
+    peer_of: str | None = None  # the edgerank artifact a peer runs the weights of
+
+
+def plan_subjects(config: BenchConfig) -> tuple[list[Planned], list[dict[str, str]]]:
+    """Subjects in run order, and notes for subjects that cannot run here."""
+    from .gpu import gpu_subjects
+
+    plan: list[Planned] = []
+    skipped: list[dict[str, str]] = []
+    models = [m for m in config.models if not config.teacher or Path(m).resolve() != Path(config.teacher).resolve()]
+    gpu_models: list[tuple[str, str]] = []
+    if config.teacher:
+        name = f"teacher {Path(config.teacher).name} (torch)"
+        plan.append(Planned("teacher", TorchSubject(name=name, path=config.teacher, threads=config.threads,
+                                                    max_length=config.max_length)))
+        gpu_models.append((f"teacher {Path(config.teacher).name}", config.teacher))
+    for name, path in zip(_unique_names(models), models):
+        plan.append(Planned("torch", TorchSubject(name=f"{name} (torch)", path=path, threads=config.threads,
+                                                  max_length=config.max_length)))
+        gpu_models.append((name, path))
+    artifacts = [ArtifactSubject(name=name, path=path, threads=config.threads)
+                 for name, path in zip(_unique_names(config.artifacts), config.artifacts)]
+    for art in artifacts:
+        plan.append(Planned("edgerank", art))
+        peers, notes = make_peers(config.peers, art, threads=config.threads, max_length=config.max_length)
+        plan += [Planned("peer", p, peer_of=art.name) for p in peers]
+        skipped += notes
+    if config.gpu:
+        for art in artifacts:  # the student an artifact was exported from, in torch on the GPU
+            source = art.describe().get("source_model")
+            if source and (Path(source) / "config.json").is_file():
+                gpu_models.append((f"{art.name} source", source))
+        unique: dict[Path, tuple[str, str]] = {}
+        for name, path in gpu_models:
+            unique.setdefault(Path(path).resolve(), (name, path))
+        gpu_models = list(unique.values())
+        subjects, notes = gpu_subjects(gpu_models, artifacts, max_length=config.max_length)
+        plan += [Planned("gpu", s) for s in subjects]
+        skipped += notes
+    return plan, skipped
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Benchmark every subject of ``config``; the returned dict is what ``--json`` writes."""
+    df, read_report = read_table(config.data, columns=config.columns, label_map=config.label_map)
+    sample = sample_queries(group_queries(df, config.gain_offset), config.queries, config.seed)
+    try:
+        lists = build_candidates(df, sample, sorted(set(config.candidates)), config.seed)
+    except ValueError as e:
+        raise BenchError(f"{config.data}: {e}") from None
+    judged = [(g.query, product_records(df, g)) for g in sample]
+    records = {n: [(g.query, product_records(df, g)) for g in groups] for n, groups in lists.items()}
+    plan, skipped = plan_subjects(config)
+    log(f"{len(sample)} queries, candidate lists of {', '.join(map(str, lists))}; {len(plan)} subjects; "
+        f"{config.threads} threads")
+
+    references = [config.reference.run(config.threads)]
+    results: list[dict[str, Any]] = []
+    scores: dict[str, dict[Any, list[np.ndarray]]] = {}
+    for i, item in enumerate(plan, 1):
+        subject = item.subject
+        log(f"[{i}/{len(plan)}] {subject.name}")
+        entry, subject_scores = _bench_subject(item, judged, records, config)
+        references.append(config.reference.run(config.threads))
+        if subject_scores is not None:
+            ref_ms = (references[-2]["ms"] + references[-1]["ms"]) / 2
+            for lat in entry["latency"].values():
+                lat["reference_ms"] = ref_ms
+                lat["ratio_to_reference"] = lat["p50_ms"] / ref_ms
+            scores[subject.name] = subject_scores
+            log("    " + ", ".join(f"N={n}: p50 {v['p50_ms']:.1f} ms" for n, v in entry["latency"].items()))
+        else:
+            skipped.append({"name": subject.name, "reason": entry["skipped"]})
+            log(f"    skipped: {entry['skipped']}")
+        results.append(entry)
+
+    bm25 = _bm25(sample, lists)
+    teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
+    _add_quality(results, scores, sample, lists, bm25, teacher)
+    _add_ratios(results, teacher)
+    ref_ms = [r["ms"] for r in references]
+    return {
+        "schema": SCHEMA,
+        "edgerank_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe_machine(),
+        "workload": {"data": str(config.data), "data_name": Path(config.data).name,
+                     "data_sha256": sha256_file(config.data), "queries": len(sample),
+                     "candidates": sorted(lists), "headline_n": headline_n(sorted(lists)), "seed": config.seed,
+                     "max_length": config.max_length, "threads": config.threads, "warmup": config.warmup,
+                     "repeat": config.repeat, "slowdown": config.slowdown, "read_warnings": read_report.warnings()},
+        "reference": {"ms": float(np.median(ref_ms)), "runs_ms": ref_ms, "shape": references[0]["shape"],
+                      "gflops": float(np.median([r["gflops"] for r in references]))},
+        "bm25": bm25,
+        "subjects": [r for r in results if "skipped" not in r],
+        "skipped": skipped,
+    }
+
+
+def _bench_subject(item: Planned, judged, records, config: BenchConfig):
+    """One subject's entry (or a skip note) and its scores: ``{"judged": [...], n: [...]}``."""
+    subject = item.subject
+    entry: dict[str, Any] = {"name": subject.name, "role": item.role, "type": subject.type, "peer_of": item.peer_of}
+    try:
+        entry.update(subject.describe())
+        load_ms = timed_load(subject, warm=subject.in_process)
+        if subject.in_process:
+            entry["load_ms"] = load_ms
+            if config.memory:
+                largest = max(records)
+                entry["memory"] = probe(subject, *records[largest][0])
+        subject_scores: dict[Any, list[np.ndarray]] = {}
+        _, subject_scores["judged"] = subject.measure(judged, warmup=0, repeat=1)
+        entry["latency"] = {}
+        for n, lists in records.items():
+            seconds, subject_scores[n] = subject.measure(lists, warmup=config.warmup, repeat=config.repeat,
+                                                         slowdown=config.slowdown)
+            entry["latency"][str(n)] = vars(Latency.from_seconds(seconds, n))
+        if not subject.in_process:
+            entry["load_ms"] = subject.reported.get("load_ms")
+            entry["memory"] = {"peak_rss_mb": subject.reported.get("peak_rss_mb"),
+                               "note": "peak of the peer's own process over the whole run"}
+            entry["versions"] = subject.reported.get("versions")
+    except PeerUnavailable as e:
+        return {"name": subject.name, "role": item.role, "skipped": str(e)}, None
+    finally:
+        subject.close()
+    entry["size_mb"] = entry.pop("size_bytes") / _MB
+    entry["notes"] = subject.notes
+    return entry, subject_scores
+
+
+def _bm25(sample, lists) -> dict[str, Any]:
+    bm25 = BM25Baseline()
+    out = {"judged": evaluate(sample, bm25.score(sample))}
+    for n, groups in lists.items():
+        out[str(n)] = _evaluate_or_none(groups, bm25.score(groups))
+    return out
+
+
+def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
+    try:
+        return evaluate(groups, scores)
+    except ValueError:  # lists cut below two distinct labels (N smaller than the judged lists)
+        return None
+
+
+def _add_quality(results, scores, sample, lists, bm25, teacher: str | None) -> None:
+    """nDCG@10 / MRR@10 on the judged lists and on each list of N, and, with a teacher, the share of
+    its gain over BM25 kept and the agreement with its order (Kendall tau, top-10 overlap)."""
+    head = headline_n(sorted(lists))
+    for entry in results:
+        if entry["name"] not in scores:
+            continue
+        own = scores[entry["name"]]
+        q = evaluate(sample, own["judged"])
+        entry["quality"] = {"ndcg@10": q["ndcg@10"], "mrr@10": q["mrr@10"], "queries": q["queries"]}
+        for n, groups in lists.items():
+            per_n = _evaluate_or_none(groups, own[n])
+            if per_n is not None:
+                entry["latency"][str(n)].update({"ndcg@10": per_n["ndcg@10"], "mrr@10": per_n["mrr@10"]})
+        if teacher is None:
+            continue
+        t = scores[teacher]
+        t_ndcg = evaluate(sample, t["judged"])["ndcg@10"]
+        entry["quality"]["gain_kept"] = gain_kept(q["ndcg@10"], t_ndcg, bm25["judged"]["ndcg@10"])
+        agree = agreement(t[head], own[head], top=10)
+        entry["quality"].update({"kendall_tau": agree["kendall_tau"], "top10_overlap": agree["top10_overlap"],
+                                 "agreement_n": head})
+        for n in lists:
+            per_n, t_n = entry["latency"][str(n)], _evaluate_or_none(lists[n], t[n])
+            if "ndcg@10" in per_n and t_n is not None and bm25[str(n)] is not None:
+                per_n["gain_kept"] = gain_kept(per_n["ndcg@10"], t_n["ndcg@10"], bm25[str(n)]["ndcg@10"])
+
+
+def _add_ratios(results, teacher_name: str | None) -> None:
+    """Per N: each peer's p50 over its edgerank artifact's (>1: edgerank is faster), and every
+    subject's speed-up over the teacher (teacher p50 / subject p50)."""
+    by_name = {e["name"]: e for e in results if "latency" in e}
+    teacher = by_name.get(teacher_name)
+    for entry in by_name.values():
+        paired = by_name.get(entry["peer_of"])
+        for n, lat in entry["latency"].items():
+            if paired is not None:
+                lat["vs_edgerank"] = lat["p50_ms"] / paired["latency"][n]["p50_ms"]
+            if teacher is not None:
+                lat["speedup_vs_teacher"] = teacher["latency"][n]["p50_ms"] / lat["p50_ms"]

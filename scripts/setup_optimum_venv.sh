@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv-optimum, the isolated environment for the optimum / sentence-transformers-ONNX peers of
+# `edgerank bench --peers optimum,st-onnx`. optimum-onnx pins transformers<4.58 and edgerank runs on
+# transformers 5.x, so they cannot share .venv. Usage: scripts/setup_optimum_venv.sh [VENV_DIR]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${1:-$root/.venv-optimum}"
+python="${PYTHON:-python3}"
+
+"$python" -m venv "$venv"
+printf '*\n' > "$venv/.gitignore"   # the venv ignores itself; no edit to the project's .gitignore
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install -r "$root/bench/peers/optimum/requirements.txt"
+"$venv/bin/python" - <<'PY'
+import importlib.metadata as md
+import optimum.onnxruntime  # noqa: F401  (fails here, not in the middle of a benchmark)
+print("optimum peer environment ready:",
+      ", ".join(f"{p} {md.version(p)}" for p in ("optimum-onnx", "optimum", "transformers",
+                                                 "sentence-transformers", "onnxruntime", "torch")))
+PY

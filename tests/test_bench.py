@@ -1,0 +1,249 @@
+"""edgerank bench: candidate lists, timing, the reference workload, a full run on a tiny artifact with
+peers, the report, the Pareto PNG, suites and the machine description.
+
+Everything runs for real on the tiny cross-encoder of conftest.py and an artifact exported from it:
+real ONNX Runtime sessions, real subprocesses for memory, real sentence-transformers. Timings are
+kept small (a dozen queries, repeat 3); the tests check structure and exact relations (same weights
+must score the same), never that one tiny model is faster than another.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgerank.bench import BenchError
+from edgerank.bench.candidates import build_candidates, product_records, sample_queries
+from edgerank.bench.reference import ReferenceWorkload
+from edgerank.bench.timing import Latency, time_calls
+from edgerank.data import group_queries, read_table
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tiny_cross_encoder, tmp_path_factory) -> Path:
+    from edgerank.export import export_artifact
+
+    return export_artifact(tiny_cross_encoder, tmp_path_factory.mktemp("bench") / "tiny-fp32", precision="fp32",
+                           max_length=64)
+
+
+@pytest.fixture(scope="module")
+def run_results(tiny_artifact, tiny_cross_encoder, tiny_judged_csv):
+    """One real run: the teacher (torch), its fp32 artifact, and the st and ort peers on its weights."""
+    from edgerank.bench.runner import BenchConfig, run_bench
+
+    config = BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], teacher=str(tiny_cross_encoder),
+                         candidates=[4, 10], queries=None, warmup=1, repeat=3, threads=1, max_length=64,
+                         peers=["st", "ort"], gpu=False)
+    return run_bench(config)
+
+
+# --- candidate lists ---------------------------------------------------------------------------
+
+def _frame_groups(path):
+    df, _ = read_table(path)
+    return df, sample_queries(group_queries(df), None)
+
+
+def test_candidates_are_judged_first_then_seeded_unjudged_fill_ins(tiny_judged_csv):
+    df, groups = _frame_groups(tiny_judged_csv)
+    lists = build_candidates(df, groups, [2, 10, 20], seed=0)
+    for g, short, mid, long in zip(groups, lists[2], lists[10], lists[20]):
+        assert len(short.texts) == 2 and len(mid.texts) == 10 and len(long.texts) == 20
+        assert long.product_ids[:len(g.product_ids)] == g.product_ids  # judged products first, in order
+        fill = long.product_ids[len(g.product_ids):]
+        assert not set(fill) & set(g.product_ids) and len(set(fill)) == len(fill)
+        assert np.all(long.labels[len(g.product_ids):] == 0)  # unjudged fill-ins count as gain 0
+        assert mid.product_ids == long.product_ids[:10] and short.product_ids == g.product_ids[:2]
+        records = product_records(df, long)
+        assert [r["id"] for r in records] == list(long.product_ids)
+        assert [r["title"] for r in records][:len(g.texts)] == list(g.texts)  # no descriptions in this table
+    again = build_candidates(df, groups, [20], seed=0)[20]
+    other = build_candidates(df, groups, [20], seed=1)[20]
+    assert [g.product_ids for g in again] == [g.product_ids for g in lists[20]]
+    assert [g.product_ids for g in other] != [g.product_ids for g in lists[20]]
+
+
+def test_candidates_refuse_more_than_the_catalog(tiny_judged_csv):
+    df, groups = _frame_groups(tiny_judged_csv)
+    with pytest.raises(ValueError, match="distinct products"):
+        build_candidates(df, groups, [10_000])
+
+
+def test_query_sample_is_seeded_and_evaluable(tiny_judged_csv):
+    df, _ = read_table(tiny_judged_csv)
+    groups = group_queries(df)
+    a, b = sample_queries(groups, 5, seed=3), sample_queries(groups, 5, seed=3)
+    assert [g.query_id for g in a] == [g.query_id for g in b] and len(a) == 5
+    assert all(len(np.unique(g.labels)) >= 2 for g in a)
+
+
+def test_candidates_on_home_depot_dev(shared_data):
+    df, _ = read_table(shared_data / "homedepot" / "dev.csv")
+    groups = sample_queries(group_queries(df), 20, seed=0)
+    lists = build_candidates(df, groups, [10, 100])
+    assert all(len(g.texts) == 100 for g in lists[100])
+    assert all(np.all(g.labels[len(q.rows):] == 0) for g, q in zip(lists[100], groups))
+
+
+# --- timing and the reference workload ---------------------------------------------------------
+
+def test_latency_percentiles_and_throughput():
+    lat = Latency.from_seconds([0.001 * i for i in range(1, 101)], pairs=10)
+    assert lat.p50_ms == pytest.approx(50.5) and lat.p99_ms == pytest.approx(99.01)
+    assert lat.samples == 100 and lat.pairs_per_s == pytest.approx(10 / 0.0505)
+
+
+def test_time_calls_warms_up_repeats_and_injects_a_slowdown():
+    calls = []
+
+    def work(i):
+        def call():
+            calls.append(i)
+            time.sleep(0.004)
+            return i
+        return call
+
+    seconds, results = time_calls([work(0), work(1)], warmup=3, repeat=2)
+    assert calls[:3] == [0, 1, 0] and calls[3:] == [0, 1, 0, 1] and results == [0, 1]
+    slowed, _ = time_calls([work(0)], warmup=0, repeat=3, slowdown=2.0)
+    assert min(slowed) >= 2 * 0.004 and np.median(slowed) > 1.6 * np.median(seconds)
+
+
+def test_reference_workload_reports_its_shape():
+    ref = ReferenceWorkload(tokens=64, hidden=32, inner=64).run(threads=1, repeat=3)
+    assert ref["ms"] > 0 and ref["shape"] == {"tokens": 64, "hidden": 32, "inner": 64} and ref["gflops"] > 0
+
+
+# --- a whole run ------------------------------------------------------------------------------
+
+def test_run_measures_every_subject(run_results):
+    names = [s["name"] for s in run_results["subjects"]]
+    assert names == ["teacher tiny-ce0 (torch)", "tiny-fp32", "st · tiny-fp32", "ort · tiny-fp32"]
+    for s in run_results["subjects"]:
+        assert set(s["latency"]) == {"4", "10"}
+        for lat in s["latency"].values():
+            assert lat["samples"] == 12 * 3 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
+            assert lat["ratio_to_reference"] == pytest.approx(lat["p50_ms"] / lat["reference_ms"])
+            assert "ndcg@10" in lat and "speedup_vs_teacher" in lat
+        assert s["size_mb"] > 0 and s["load_ms"] > 0
+    peers = [s for s in run_results["subjects"] if s["role"] == "peer"]
+    assert all(s["peer_of"] == "tiny-fp32" and s["latency"]["10"]["vs_edgerank"] > 0 for s in peers)
+    assert run_results["workload"]["queries"] == 12 and run_results["workload"]["headline_n"] == 10
+    assert run_results["machine"]["logical_cores"] >= 1 and "numpy" in run_results["machine"]["libraries"]
+    assert run_results["skipped"] == []  # --no-gpu: no GPU note either
+
+
+def test_same_weights_rank_the_same(run_results):
+    """The artifact, plain ORT on its graph and sentence-transformers on its source folder all run the
+    teacher's weights: each keeps all of the teacher's gain and its exact order."""
+    for s in run_results["subjects"]:
+        q = s["quality"]
+        assert q["ndcg@10"] == pytest.approx(run_results["subjects"][0]["quality"]["ndcg@10"], abs=1e-6), s["name"]
+        assert q["kendall_tau"] > 0.99 and q["top10_overlap"] == 1.0, s["name"]
+    teacher = run_results["subjects"][0]
+    assert teacher["quality"]["gain_kept"] == pytest.approx(1.0)
+    assert run_results["bm25"]["judged"]["queries"] == 12
+
+
+def test_memory_is_measured_in_a_fresh_process(run_results):
+    by_name = {s["name"]: s for s in run_results["subjects"]}
+    for s in by_name.values():
+        mem = s["memory"]
+        assert 0 < mem["rss_before_load_mb"] <= mem["rss_after_load_mb"] <= mem["peak_rss_mb"], s["name"]
+    # the artifact's probe imports no torch; the teacher's does, so its process is far larger
+    teacher_peak = by_name["teacher tiny-ce0 (torch)"]["memory"]["peak_rss_mb"]
+    assert by_name["tiny-fp32"]["memory"]["peak_rss_mb"] < 0.6 * teacher_peak
+
+
+def test_markdown_json_and_plot(run_results, tmp_path):
+    from edgerank.bench.plot import frontier, plot_pareto
+    from edgerank.bench.report import to_markdown, write_results
+
+    text = to_markdown(run_results)
+    for s in run_results["subjects"]:
+        assert f"| {s['name']} |" in text
+    assert "| BM25 |" in text and "Machine:" in text and "p50 ms" in text
+    write_results(run_results, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
+    assert json.loads((tmp_path / "r.json").read_text())["subjects"][1]["name"] == "tiny-fp32"
+    png = plot_pareto(run_results, tmp_path / "pareto.png")
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    points = [("a", "x", 1.0, 0.5), ("b", "x", 2.0, 0.9), ("c", "x", 3.0, 0.7), ("d", "x", 0.5, 0.1)]
+    assert [p[0] for p in frontier(points)] == ["d", "a", "b"]
+
+
+# --- subjects that cannot run here --------------------------------------------------------------
+
+def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(tiny_artifact, tiny_cross_encoder, tiny_judged_csv,
+                                                                monkeypatch, tmp_path):
+    from edgerank.bench import peers
+    from edgerank.bench.runner import BenchConfig, run_bench
+
+    monkeypatch.setattr(peers, "OPTIMUM_VENV", tmp_path / "no-venv")
+    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], candidates=[4],
+                                    queries=2, warmup=0, repeat=1, threads=1, peers=["optimum"], memory=False,
+                                    gpu=False))
+    assert [s["name"] for s in results["subjects"]] == ["tiny-fp32"]
+    (skip,) = [s for s in results["skipped"] if s["name"] == "optimum · tiny-fp32"]
+    assert "setup_optimum_venv.sh" in skip["reason"]
+
+
+@pytest.mark.skipif(not __import__("edgerank.bench.peers", fromlist=["x"]).OPTIMUM_VENV.exists(),
+                    reason=".venv-optimum absent (scripts/setup_optimum_venv.sh creates it)")
+@pytest.mark.slow
+def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, tiny_artifact, tiny_cross_encoder,
+                                                         tiny_judged_csv):
+    from edgerank.bench.runner import BenchConfig, run_bench
+
+    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)],
+                                    teacher=str(tiny_cross_encoder), candidates=[4], queries=None, warmup=1, repeat=2,
+                                    threads=1, max_length=64, peers=["optimum", "st-onnx"], memory=False, gpu=False))
+    by_name = {s["name"]: s for s in results["subjects"]}
+    for name in ("optimum · tiny-fp32", "st-onnx · tiny-fp32"):
+        s = by_name[name]
+        assert s["quality"]["kendall_tau"] > 0.99 and s["memory"]["peak_rss_mb"] > 0 and s["load_ms"] > 0
+        assert s["versions"]["transformers"].startswith("4.")
+
+
+def test_gpu_subjects_skip_cleanly_without_cuda():
+    from edgerank.bench.gpu import cuda_device, gpu_subjects
+
+    if cuda_device() is not None:
+        pytest.skip("a CUDA device is present")
+    subjects, notes = gpu_subjects([("t", "unused")], [], max_length=64)
+    assert subjects == [] and "no CUDA device" in notes[0]["reason"]
+
+
+# --- suites -----------------------------------------------------------------------------------
+
+def test_suite_paths_are_relative_to_the_suite_file(tmp_path):
+    from edgerank.bench.suite import load_suite
+
+    (tmp_path / "suites").mkdir()
+    suite = tmp_path / "suites" / "s.toml"
+    suite.write_text('data = "../data.csv"\nartifacts = ["../a", "/abs/b"]\ncandidates = [10, 100]\n'
+                     'reference = { tokens = 64 }\n')
+    loaded = load_suite(suite)
+    assert Path(loaded["data"]) == tmp_path / "suites" / ".." / "data.csv"
+    assert loaded["artifacts"][1] == "/abs/b" and loaded["candidates"] == [10, 100]
+    suite.write_text('data = "x.csv"\ncandidate = [10]\n')
+    with pytest.raises(BenchError, match="unknown key.*candidate"):
+        load_suite(suite)
+    suite.write_text('data = "x.csv\n')
+    with pytest.raises(BenchError, match="not a valid TOML"):
+        load_suite(suite)
+
+
+def test_every_committed_suite_loads():
+    from edgerank.bench.suite import load_suite
+
+    suites = sorted((Path(__file__).parents[1] / "bench" / "suites").glob("*.toml"))
+    assert suites
+    for path in suites:
+        assert "data" in load_suite(path), path
