@@ -2,7 +2,7 @@
 ``rank`` of N candidates, then a few warm ranks; peak RSS from ``getrusage``.
 
 Each run is a new Python process that imports only ``edgerank.runtime`` (what a kiosk app does),
-with the page cache warm (the artifact was read before). Candidates are a real Home Depot dev
+with the page cache warm (the artifact was read before). Wall and CPU time are both reported. Candidates are a real Home Depot dev
 query's judged products topped up with other products from the file, when ``--data`` exists.
 
     python scripts/runtime_cold_start.py ARTIFACT [--candidates 50] [--runs 5] [--threads 2]
@@ -43,14 +43,14 @@ def candidates(data: Path, n: int) -> tuple[str, list[dict]]:
 def child(artifact: str, threads: int | None, query: str, products: list[dict]) -> dict:
     import resource
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     from edgerank.runtime import Ranker
 
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     ranker = Ranker.load(artifact, threads=threads)
     t2 = time.perf_counter()
     ranker.rank(query, products)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     warm = []
     for _ in range(10):
         s = time.perf_counter()
@@ -58,6 +58,9 @@ def child(artifact: str, threads: int | None, query: str, products: list[dict]) 
         warm.append(time.perf_counter() - s)
     return {"import_ms": (t1 - t0) * 1e3, "load_ms": (t2 - t1) * 1e3, "first_rank_ms": (t3 - t2) * 1e3,
             "cold_start_ms": (t3 - t1) * 1e3, "cold_start_with_import_ms": (t3 - t0) * 1e3,
+            # CPU seconds of this process (all its threads): on a shared, loaded machine wall time
+            # stretches with the load, CPU time much less so
+            "import_cpu_ms": (c1 - c0) * 1e3, "cold_start_cpu_ms": (c3 - c1) * 1e3,
             "warm_p50_ms": statistics.median(warm) * 1e3,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "heavy_modules": sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "pandas"})}

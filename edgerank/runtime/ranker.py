@@ -23,7 +23,7 @@ from .explain import occlusion
 from .products import check_text, read_candidates
 from .tokenize import PairEncoder
 
-DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_SIZE = 16  # as fast as 32 on a 2-core CPU, less peak memory (bench/results/runtime.md)
 
 
 @dataclass(frozen=True)
