@@ -18,18 +18,22 @@ CONSTANT_SCORE_STD = 1e-4
 
 def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128, teacher=None,
                    columns: Mapping[str, str] | None = None, label_map: Mapping[str, float] | None = None,
-                   gain_offset: float | str = "auto", batch_size: int = 64) -> dict:
+                   gain_offset: float | str = "auto", batch_size: int = 64, score_fn=None) -> dict:
     """Metrics of ``model`` (and BM25, and optionally a teacher ``(model, tokenizer)``) on ``data``.
 
     With a teacher the report adds the share of the teacher's gain over BM25 kept and how closely
-    the model follows the teacher's order.
+    the model follows the teacher's order. ``score_fn(groups) -> [scores per group]`` scores models
+    that are not pair classifiers (the catalog students' towers) in place of ``model``.
     """
     from .modeling import score_groups
 
     df, read_report = read_table(data, columns=columns, label_map=label_map)
     groups = evaluable(group_queries(df, gain_offset))
     t0 = time.perf_counter()
-    scores = score_groups(model, tokenizer, groups, max_length=max_length, batch_size=batch_size, progress=True)
+    if score_fn is not None:
+        scores = score_fn(groups)
+    else:
+        scores = score_groups(model, tokenizer, groups, max_length=max_length, batch_size=batch_size, progress=True)
     seconds = time.perf_counter() - t0
     report = {"data": str(data), "model": evaluate(groups, scores), "bm25": evaluate(groups, BM25Baseline().score(groups)),
               "pairs": int(sum(len(g.texts) for g in groups)), "score_seconds": round(seconds, 2)}

@@ -13,6 +13,12 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
               help="Queries and candidates to distil on; the relevance column is optional.")
 @click.option("--dev", "dev_path", type=click.Path(), help="Judged table for the report (teacher vs student vs BM25).")
 @click.option("--out", required=True, type=click.Path(), help="Output folder for the student.")
+@click.option("--student-kind", default="cross-encoder", show_default=True,
+              type=click.Choice(["cross-encoder", "late-interaction", "bi-encoder"]),
+              help="cross-encoder, or a catalog student whose product side is precomputed (edgerank index).")
+@click.option("--dim", type=int, help="Tower vector size (default 128 late-interaction, 384 bi-encoder).")
+@click.option("--query-max-length", default=32, show_default=True, type=int,
+              help="Query tower tokens (towers only; --max-length is the product tower's).")
 @click.option("--layers", type=int, help="Keep N teacher layers, spread across depth (default 2).")
 @click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
 @click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
@@ -33,8 +39,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--report-dir", type=click.Path(), help="Also write the report here (e.g. bench/results).")
 @data_options
 @run_guarded
-def command(teacher, train_path, dev_path, out, layers, student_dir, hidden_size, loss, label_weight, hidden_weight,
-            temperature, extra_negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every,
+def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, layers, student_dir, hidden_size,
+            loss, label_weight, hidden_weight, temperature, extra_negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every,
             report_dir, columns, label_map, gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
     another model (--student). Teacher scores are cached per teacher and reused across runs.
@@ -47,7 +53,8 @@ def command(teacher, train_path, dev_path, out, layers, student_dir, hidden_size
         teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, student=student_dir,
         hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
-        teacher_scores=teacher_scores, report_dir=report_dir,
+        teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
+        query_max_length=query_max_length,
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
         **parse_data_options(columns, label_map, gain_offset))
     result = distill(config, log=lambda m: click.echo(m, err=True))
@@ -56,4 +63,7 @@ def command(teacher, train_path, dev_path, out, layers, student_dir, hidden_size
         f = result["dev"]["flops_per_pair"]
         click.echo(f"FLOPs per pair at {result['dev']['median_tokens']} tokens: student {f['student'] / 1e6:.1f}M, "
                    f"teacher {f['teacher'] / 1e6:.1f}M")
+        if "flops_per_query" in result["dev"]:
+            click.echo(f"towers: the query tower costs {result['dev']['flops_per_query']['student'] / 1e6:.1f}M FLOPs "
+                       f"per query at {result['dev']['median_query_tokens']} tokens; products are precomputed")
     click.echo(f"student saved to {out}")

@@ -20,6 +20,7 @@ from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELos
 from .students import HiddenProjection, StudentSpec, check_not_larger, encoder_layers, select_layers, spread_layers, subclone
 
 TEACHER_LOSSES = ("margin-mse", "listwise-kl", "mse")
+STUDENT_KINDS = ("cross-encoder", "late-interaction", "bi-encoder")
 
 
 @dataclass
@@ -45,6 +46,9 @@ class DistillConfig:
     label_map: dict[str, float] | None = None
     gain_offset: float | str = "auto"
     report_dir: str | None = None  # also copy the report here (e.g. bench/results)
+    student_kind: str = "cross-encoder"  # or a catalog student: late-interaction / bi-encoder (train/towers.py)
+    dim: int | None = None  # tower vector size; default 128 (late interaction) or 384 (bi-encoder)
+    query_max_length: int = 32  # query tower tokens; the product tower reads max_length
 
 
 def make_teacher_loss(name: str, temperature: float):
@@ -115,9 +119,22 @@ def distill(config: DistillConfig, *, log=print) -> dict:
             raise ModelError(f"unknown distillation loss {name!r} (choose from {', '.join(TEACHER_LOSSES)})")
     teacher = load_cross_encoder(config.teacher, require_head=True)
     teacher_tok = load_tokenizer(config.teacher)
+    if config.student_kind not in STUDENT_KINDS:
+        raise ModelError(f"unknown --student-kind {config.student_kind!r} (choose from {', '.join(STUDENT_KINDS)})")
+    towers = config.student_kind != "cross-encoder"
+    if towers and config.hidden_weight:
+        raise ModelError("hidden-state transfer matches pair hidden states; a tower student reads query and product "
+                         "apart: use --hidden-weight 0")
     student, spec, student_folder = build_student(config, teacher)
     student_tok = load_tokenizer(student_folder) if student_folder else teacher_tok
-    hidden_weight = config.hidden_weight if config.hidden_weight is not None else (1.0 if config.hidden_size else 0.0)
+    if towers:
+        from .towers import DEFAULT_DIM, TowerSpec, build_towers
+
+        student = build_towers(student, TowerSpec(kind=config.student_kind, dim=config.dim or DEFAULT_DIM[config.student_kind],
+                                                  query_max_length=config.query_max_length,
+                                                  product_max_length=config.max_length, layers=spec.layers))
+    hidden_weight = 0.0 if towers else (
+        config.hidden_weight if config.hidden_weight is not None else (1.0 if config.hidden_size else 0.0))
     if hidden_weight and student_folder is not None and student_tok.get_vocab() != teacher_tok.get_vocab():
         raise ModelError("hidden-state transfer needs the teacher's vocabulary; this student has its own: "
                          "distil on scores only (--hidden-weight 0)")
@@ -151,13 +168,23 @@ def distill(config: DistillConfig, *, log=print) -> dict:
         # student layer j was cloned from teacher layer spec.layers[j]; embeddings match embeddings
         teacher_index = [0] + [i + 1 for i in (spec.layers or [])]
 
+    if towers:
+        from .towers import fit_scale, tower_inputs
+
+        student.to(device)
+        scale, bias = fit_scale(student, student_tok, groups, t_scores)
+        log(f"tower score map fitted to the teacher: {scale:.2f} * similarity {bias:+.2f}")
+
     def step(model, batch):
         queries = [g.query for g in batch for _ in g.texts]
         texts = [t for g in batch for t in g.texts]
         sizes = [len(g.texts) for g in batch]
-        enc = {k: v.to(device) for k, v in tokenize_pairs(student_tok, queries, texts, config.max_length).items()}
-        out = model(**enc, output_hidden_states=bool(hidden_weight))
-        scores = out.logits.view(-1)
+        if towers:
+            scores = model(**tower_inputs(student_tok, queries, texts, student.spec, device))
+        else:
+            enc = {k: v.to(device) for k, v in tokenize_pairs(student_tok, queries, texts, config.max_length).items()}
+            out = model(**enc, output_hidden_states=bool(hidden_weight))
+            scores = out.logits.view(-1)
         target = torch.from_numpy(np.concatenate([t_scores[g.rows] for g in batch])).to(device)
         loss = sum(fn(scores, target, sizes) for fn in losses)
         if label_loss is not None:
@@ -176,7 +203,8 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 
     out_dir = Path(config.out)
     work = out_dir.with_name(out_dir.name + ".partial")  # created by the first checkpoint
-    log(f"student: {spec.source} {('layers ' + str(spec.layers)) if spec.layers else config.student}"
+    log(f"student: {config.student_kind + ' ' if towers else ''}{spec.source} "
+        f"{('layers ' + str(spec.layers)) if spec.layers else config.student}"
         f"{f', hidden {spec.hidden_size}' if spec.hidden_size else ''}; {count_parameters(student) / 1e6:.1f}M "
         f"parameters vs teacher {count_parameters(teacher) / 1e6:.1f}M; losses {'+'.join(config.losses)}"
         f"{f' + {config.label_weight}*labels' if label_loss else ''}{f' + {hidden_weight}*hidden' if projection else ''}")
@@ -190,8 +218,13 @@ def distill(config: DistillConfig, *, log=print) -> dict:
         if config.dev:
             result["dev"] = _dev_report(config, student, student_tok, teacher, teacher_tok)
         with atomic_dir(out_dir) as tmp:
-            student.save_pretrained(tmp, safe_serialization=True)
-            student_tok.save_pretrained(tmp)
+            if towers:
+                from .towers import save_towers
+
+                save_towers(student, student_tok, tmp)
+            else:
+                student.save_pretrained(tmp, safe_serialization=True)
+                student_tok.save_pretrained(tmp)
             (tmp / "edgerank_distill.json").write_text(json.dumps(
                 {"config": dataclasses.asdict(config), "student": dataclasses.asdict(spec)}, indent=2))
             write_json(tmp / "report.json", result)
@@ -207,8 +240,14 @@ def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_to
     from ..data import group_queries
     from ..evaluate import CONSTANT_SCORE_STD, evaluate_model
 
+    score_fn = None
+    if config.student_kind != "cross-encoder":
+        from .towers import score_tower_groups
+
+        score_fn = lambda groups: score_tower_groups(student, student_tok, groups, progress=True)  # noqa: E731
     dev = evaluate_model(student, student_tok, config.dev, max_length=config.max_length, teacher=(teacher, teacher_tok),
-                         columns=config.columns, label_map=config.label_map, gain_offset=config.gain_offset)
+                         columns=config.columns, label_map=config.label_map, gain_offset=config.gain_offset,
+                         score_fn=score_fn)
     if dev["score_std"] < CONSTANT_SCORE_STD:
         raise ModelError(f"the student's dev scores do not vary (std {dev['score_std']:.2e}): training collapsed; "
                          "check the teacher loads in float32 and lower --lr")
@@ -220,4 +259,9 @@ def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_to
     dev["median_tokens"] = median
     dev["flops_per_pair"] = {"student": flops_per_pair(student.config, median),
                              "teacher": flops_per_pair(teacher.config, median)}
+    if config.student_kind != "cross-encoder":  # per pair, only the query tower runs (once per query)
+        q_tokens = int(np.median([len(student_tok(g.query, truncation=True, max_length=config.query_max_length)
+                                      ["input_ids"]) for g in groups]))
+        dev["median_query_tokens"] = q_tokens
+        dev["flops_per_query"] = {"student": flops_per_pair(student.config, q_tokens)}
     return dev
