@@ -38,16 +38,21 @@ def graph_inputs(model, tokenizer) -> list[str]:
     return names
 
 
+def use_eager_attention(model) -> None:
+    """Eager attention, the form ONNX Runtime's optimizer fuses (see the module docstring)."""
+    if hasattr(model, "set_attn_implementation"):  # transformers >= 4.48
+        model.set_attn_implementation("eager")
+    else:
+        model.config._attn_implementation = "eager"
+
+
 def export_onnx(model, tokenizer, out: str | os.PathLike, *, opset: int = OPSET) -> list[str]:
     """Write ``model`` as ONNX with one ``logits`` output [batch, 1]; returns the input names."""
     import torch
 
     names = graph_inputs(model, tokenizer)
     model.eval()
-    if hasattr(model, "set_attn_implementation"):  # transformers >= 4.48
-        model.set_attn_implementation("eager")
-    else:
-        model.config._attn_implementation = "eager"
+    use_eager_attention(model)
     # A padded two-pair batch, so the traced graph sees a real attention mask.
     sample = tokenizer(["cordless drill", "red garden hose with a brass nozzle"], ["18V drill kit", "hose"],
                        padding=True, return_tensors="pt")

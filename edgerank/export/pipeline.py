@@ -68,6 +68,12 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
         check_sequence(profile, config.max_length)
     model_dir, out = Path(model_dir), Path(out)
     read_kwargs = dict(read_kwargs or {})
+    from ..train.towers import is_tower_folder
+
+    if is_tower_folder(model_dir):  # a catalog student: two tower graphs (export/towers.py)
+        from .towers import export_towers
+
+        return export_towers(model_dir, out, config, read_kwargs=read_kwargs, archive=archive)
     table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
     model = load_cross_encoder(model_dir, require_head=config.require_head)
     tokenizer = load_tokenizer(model_dir)

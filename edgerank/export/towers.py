@@ -1,0 +1,195 @@
+"""Export a tower student (late interaction or bi-encoder) to one artifact with two graphs.
+
+``query.onnx`` and ``product.onnx`` both take ``input_ids`` / ``attention_mask`` and return
+``vectors``: per-token unit vectors (zero at padding), shape (batch, tokens, dim), for late
+interaction, or one pooled unit vector per text, (batch, dim), for the bi-encoder. The towers may
+share an encoder, but each graph bakes in its own segment id (query A, product B), so the runtime
+never feeds token types. The interaction (MaxSim or dot), its ``scale`` and ``bias`` are in the
+manifest's ``towers`` section; the runtime does them in numpy, where the catalog side is cached.
+
+Parity is measured on scores (the interaction applied to the exported vectors, by the torch
+student's own ``interact``) against the torch towers, on the same real query lists as the
+cross-encoder export: fp32 must match within ``parity_atol``; INT8 is recorded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..artifact import write_manifest_and_checksums
+from ..io import atomic_dir
+from .config import ExportConfig, ExportError
+from .onnx import parity, parity_groups, use_eager_attention
+from .probability import fit_probability, sigmoid_map
+
+TOWER_PRECISIONS = ("fp32", "int8-dynamic")
+INPUTS = ["input_ids", "attention_mask"]
+OUTPUT = "vectors"
+ROLES = ("query", "product")
+STORE_DTYPE = "float16"  # product vectors in the catalog index
+
+
+def _graph_module(model, product: bool):
+    """One tower as a module of (input_ids, attention_mask) -> vectors, for the exporter to trace."""
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model.encode(input_ids, attention_mask, product=product)
+
+    return Tower().eval()
+
+
+def export_tower_graph(model, tokenizer, out: Path, product: bool, opset: int) -> None:
+    """Trace one tower with dynamic batch and sequence axes (eager attention, as ``onnx.export_onnx``)."""
+    import torch
+
+    from ..train.towers import tokenize_texts
+
+    for encoder in {id(m): m for m in (model.query_encoder, model.product_encoder) if m is not None}.values():
+        use_eager_attention(encoder)
+    sample = tokenize_texts(tokenizer, ["cordless drill", "red garden hose with a brass nozzle"], 16)
+    axes = {n: {0: "batch", 1: "sequence"} for n in INPUTS}
+    out_axes = {0: "batch", 1: "sequence"} if model.spec.kind == "late-interaction" else {0: "batch"}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_graph_module(model, product), (sample["input_ids"], sample["attention_mask"]), str(out),
+                          input_names=INPUTS, output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: out_axes},
+                          opset_version=opset, dynamo=False)
+
+
+def _onnx_scores(model, tokenizer, sessions: dict, groups) -> list[np.ndarray]:
+    """Scores of each group through the exported graphs: ORT vectors, the student's own interaction."""
+    import torch
+
+    from ..train.towers import tokenize_texts
+
+    spec, out = model.spec, []
+
+    def vectors(role: str, texts, max_length: int):
+        enc = tokenize_texts(tokenizer, texts, max_length)
+        feed = {n: enc[n].numpy().astype(np.int64) for n in INPUTS}
+        return torch.from_numpy(sessions[role].run([OUTPUT], feed)[0]), enc["attention_mask"]
+
+    with torch.no_grad():
+        for g in groups:
+            q, q_mask = vectors("query", [g.query], spec.query_max_length)
+            p, p_mask = vectors("product", list(g.texts), spec.product_max_length)
+            n = len(g.texts)
+            sim = model.interact(q.expand(n, *q.shape[1:]), q_mask.expand(n, -1), p, p_mask)
+            out.append((model.scale * sim + model.bias).numpy().astype(np.float32))
+    return out
+
+
+def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwargs: dict[str, Any],
+                  archive=None) -> Path:
+    """Write the tower artifact at ``out`` (atomically); raises ``ExportError`` with nothing written
+    when an option does not apply to towers, fp32 parity fails or the quality gate does."""
+    from ..modeling import load_tokenizer
+    from ..train.towers import load_towers, score_tower_groups
+    from .pipeline import TOKENIZER, folder_sha256, save_tokenizer
+    from .quantize import default_reduce_range, quantize_dynamic_int8
+    from .scoring import ort_session
+
+    if config.precision not in TOWER_PRECISIONS:
+        raise ExportError(f"--precision {config.precision}: tower artifacts are exported as "
+                          f"{' or '.join(TOWER_PRECISIONS)}")
+    if config.target not in ("cpu", "arm64") or config.optimize:
+        raise ExportError("tower artifacts support --target cpu or arm64, without --optimize "
+                          "(ONNX Runtime fuses the graphs when it loads them)")
+    model = load_towers(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    spec = model.spec
+    table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
+    groups, source = parity_groups(config.eval_data or config.calibration, **table_kwargs)
+    reference = score_tower_groups(model, tokenizer, groups)
+    reduce_range = config.reduce_range if config.reduce_range is not None else default_reduce_range(config.target)
+
+    with atomic_dir(out) as folder, tempfile.TemporaryDirectory(prefix="edgerank-export-") as scratch:
+        scratch = Path(scratch)
+        save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
+        graphs, fp32, quantization = {}, {}, None
+        for role in ROLES:
+            fp32[role] = scratch / f"{role}.fp32.onnx"
+            export_tower_graph(model, tokenizer, fp32[role], product=role == "product", opset=config.opset)
+            graph = fp32[role]
+            if config.precision == "int8-dynamic":
+                graph = scratch / f"{role}.int8.onnx"
+                quantization = quantize_dynamic_int8(fp32[role], graph, reduce_range=reduce_range,
+                                                     quantize_embeddings=config.quantize_embeddings)
+            shutil.copyfile(graph, folder / f"{role}.onnx")
+            graphs[role] = {"file": f"{role}.onnx", "inputs": INPUTS, "outputs": [OUTPUT]}
+
+        checks: dict[str, Any] = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
+        checks["fp32"] = parity(reference, _onnx_scores(model, tokenizer, {r: ort_session(fp32[r]) for r in ROLES},
+                                                        groups))
+        if checks["fp32"]["max_abs_diff"] > config.parity_atol:
+            raise ExportError(f"{model_dir}: fp32 ONNX towers differ from torch by {checks['fp32']['max_abs_diff']:.2e} "
+                              f"(> --parity-atol {config.parity_atol}) on {checks['pairs']} pairs from {source}. "
+                              "Nothing was written.")
+        sessions = {r: ort_session(folder / graphs[r]["file"]) for r in ROLES}
+        if config.precision != "fp32":  # recorded here, judged by the quality gate (as for cross-encoders)
+            checks[config.precision] = parity(reference, _onnx_scores(model, tokenizer, sessions, groups))
+        quality, probability = None, sigmoid_map()
+        if config.eval_data:
+            quality, probability = _gate(config, model, tokenizer, sessions, read_kwargs)
+
+        manifest = {
+            "edgerank_version": __version__,
+            "kind": spec.kind,
+            "source": {"model": str(model_dir.resolve()), "sha256": folder_sha256(model_dir),
+                       "architecture": type(model.query_encoder).__name__,
+                       "parameters": int(sum(p.numel() for p in model.parameters()))},
+            "precision": config.precision,
+            "graph_precision": config.precision,
+            "target": config.target,
+            "graphs": graphs,
+            "tokenizer": {"file": TOKENIZER, "max_length": spec.product_max_length, "truncation": "longest_first",
+                          "pair": False, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
+            "towers": {"dim": spec.dim, "interaction": spec.interaction, "scale": model.scale.item(),
+                       "bias": model.bias.item(), "query_max_length": spec.query_max_length,
+                       "product_max_length": spec.product_max_length, "store_dtype": STORE_DTYPE,
+                       "shared_encoder": spec.shared, "layers": spec.layers},
+            "score": {"raw": "logit", "probability": probability},
+            "parity": checks,
+            "quality": quality,
+            "export": config.to_dict() | ({"quantization": quantization} if quantization else {}),
+        }
+        write_manifest_and_checksums(folder, manifest)
+    if archive is not None:
+        from ..artifact import pack
+
+        pack(out, archive)
+    return out
+
+
+def _gate(config: ExportConfig, model, tokenizer, sessions: dict, read_kwargs: dict) -> tuple[dict, dict]:
+    """The cross-encoders' quality gate on ``config.eval_data``, exported towers against torch towers;
+    raises ExportError (nothing written) when it fails. Returns its numbers and the fitted probability map."""
+    from ..data import evaluable, group_queries, read_table
+    from ..train.towers import score_tower_groups
+    from .gate import quality_gate
+
+    df, _ = read_table(config.eval_data, columns=read_kwargs.get("columns"), label_map=read_kwargs.get("label_map"))
+    groups = evaluable(group_queries(df, read_kwargs.get("gain_offset", "auto")))
+    if not groups:
+        raise ExportError(f"{config.eval_data}: no query has two distinct labels: the quality gate has nothing to measure")
+    exported = _onnx_scores(model, tokenizer, sessions, groups)
+    report = quality_gate(groups, score_tower_groups(model, tokenizer, groups), exported,
+                          max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
+    report["data"] = str(config.eval_data)
+    if not report["passed"]:
+        raise ExportError(f"quality gate failed on {config.eval_data} ({report['queries']} queries): "
+                          + "; ".join(report["reasons"]) + ". Nothing was written.")
+    return report, fit_probability(np.concatenate(exported), np.concatenate([g.labels for g in groups]))
