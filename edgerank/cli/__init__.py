@@ -21,10 +21,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import bench, build_engine, distill, export, rank, serve, teacher
+    from . import bench, build_engine, distill, export, index, rank, serve, teacher
     from . import eval as eval_cmd
 
-    for module in (teacher, distill, eval_cmd, rank, serve, export, build_engine, bench):
+    for module in (teacher, distill, eval_cmd, rank, serve, export, build_engine, bench, index):
         main.add_command(module.command)
 
 

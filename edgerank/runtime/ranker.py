@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import Artifact, ArtifactError, load_artifact
+from ..artifact import Artifact, load_artifact
 from .backends import open_backend
 from .blend import Blend, relevance_probability
+from .catalog import DEFAULT_DEPTH, CatalogIndex, CatalogIndexError, load_index
 from .cross_encoder import CrossEncoderScorer
-from .errors import RankerInputError
+from .errors import BackendError, RankerInputError
 from .explain import occlusion
 from .products import check_text, read_candidates
 from .tokenize import PairEncoder
+from .towers import TOWER_KINDS, TowerScorer
 
 DEFAULT_MAX_BATCH_SIZE = 16  # as fast as 32 on a 2-core CPU, less peak memory (bench/results/runtime.md)
 
@@ -63,6 +65,8 @@ class RankResult:
     truncated: int
     blended: bool = False
     missing_signals: Mapping[str, int] = field(default_factory=dict)
+    #: catalog students only: products whose states came from the catalog index, the rest were computed
+    cached: int | None = None
 
     def __iter__(self) -> Iterator[RankedItem]:
         return iter(self.items)
@@ -78,21 +82,26 @@ class RankResult:
         return [item.id for item in self.items]
 
     def to_dict(self, *, include_product: bool = False) -> dict[str, Any]:
-        return {"items": [i.to_dict(include_product=include_product) for i in self.items],
-                "candidates": self.candidates, "truncated": self.truncated, "blended": self.blended,
-                "missing_signals": dict(self.missing_signals)}
+        out = {"items": [i.to_dict(include_product=include_product) for i in self.items],
+               "candidates": self.candidates, "truncated": self.truncated, "blended": self.blended,
+               "missing_signals": dict(self.missing_signals)}
+        if self.cached is not None:
+            out.update(cached=self.cached, computed=self.candidates - self.cached)
+        return out
 
 
 class Ranker:
-    def __init__(self, artifact: Artifact, scorer: CrossEncoderScorer):
+    def __init__(self, artifact: Artifact, scorer: CrossEncoderScorer | TowerScorer, index: CatalogIndex | None = None):
         self.artifact = artifact
         self._scorer = scorer
+        self.index = index
         self._probability = (artifact.manifest.get("score") or {}).get("probability")
         relevance_probability(np.zeros(1), self._probability)  # refuse an unusable score map at load
 
     @classmethod
     def load(cls, path: str | os.PathLike, providers: Sequence[Any] | str | None = None, threads: int | None = None,
-             max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, backend: str = "onnxruntime", **backend_options: Any) -> "Ranker":
+             max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, backend: str = "onnxruntime",
+             index: str | os.PathLike | None = None, **backend_options: Any) -> "Ranker":
         """Verify the artifact (checksums, schema) and open it.
 
         ``providers`` (ONNX Runtime execution providers, e.g. ``["cuda", "cpu"]``; default CPU) and
@@ -100,17 +109,25 @@ class Ranker:
         ``max_batch_size`` caps pairs per forward pass, bounding memory whatever the candidate count.
         Other backends: ``backend="tensorrt"`` (``engine=``, ``device=``) and ``backend="torch-cuda"``
         (``model_dir=``, ``device=``, ``dtype=``, ``cuda_graphs=``), each from its own pip extra.
+        Catalog students (late-interaction, bi-encoder artifacts) run on onnxruntime; ``index`` is
+        their catalog index (``edgerank index``), which ``rank`` reads cached product states from and
+        ``search`` ranks whole.
         """
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise RankerInputError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         artifact = load_artifact(path)
-        if artifact.kind != "cross-encoder":
-            raise ArtifactError(f"{artifact.path}: this edgerank runtime ranks with cross-encoder artifacts; "
-                                f"'{artifact.kind}' artifacts are not supported yet")
         if providers is not None:
             backend_options["providers"] = providers
         if threads is not None:
             backend_options["threads"] = threads
+        if artifact.kind in TOWER_KINDS:
+            if backend != "onnxruntime":
+                raise BackendError(f"{artifact.kind} artifacts run on the onnxruntime backend, not {backend!r}")
+            scorer = TowerScorer(artifact, max_batch_size, **backend_options)
+            return cls(artifact, scorer, load_index(index, artifact) if index is not None else None)
+        if index is not None:
+            raise CatalogIndexError(f"{artifact.path}: a catalog index needs a late-interaction or bi-encoder artifact; "
+                                f"this one is a {artifact.kind}")
         encoder = PairEncoder.from_artifact(artifact)
         engine = open_backend(backend, artifact, "model", **backend_options)
         return cls(artifact, CrossEncoderScorer(artifact, encoder, engine, max_batch_size))
@@ -128,7 +145,8 @@ class Ranker:
         m = self.artifact.manifest
         return {"artifact": str(self.artifact.path), "sha256": self.artifact.sha256, "kind": self.artifact.kind,
                 "precision": m.get("precision"), "max_length": self.max_length,
-                "max_batch_size": self.max_batch_size, **self._scorer.backend.describe()}
+                "max_batch_size": self.max_batch_size, **self._scorer.backend.describe(),
+                **(self.index.describe() if self.index is not None else {})}
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw relevance logits for (query, product text) pairs, in input order."""
@@ -157,7 +175,11 @@ class Ranker:
         blend = Blend.coerce(blend) if blend is not None else None
         candidates = read_candidates(products)
         texts = [c.text for c in candidates]
-        logits, truncated = self._scorer.score([query] * len(texts), texts)
+        cached = None
+        if isinstance(self._scorer, TowerScorer):
+            logits, truncated, cached = self._scorer.score_candidates(query, candidates, self.index)
+        else:
+            logits, truncated = self._scorer.score([query] * len(texts), texts)
         probability = relevance_probability(logits, self._probability)
         outcome = None
         if blend is not None:
@@ -176,4 +198,27 @@ class Ranker:
                        explanation=tuple(explanations[r]) if explanations is not None else None)
             for r, i in enumerate(order))
         return RankResult(items=items, candidates=len(candidates), truncated=int(truncated.sum()),
-                          blended=outcome is not None, missing_signals=outcome.missing if outcome else {})
+                          blended=outcome is not None, missing_signals=outcome.missing if outcome else {},
+                          cached=cached)
+
+    def search(self, query: str, top_k: int = 10, depth: int | None = DEFAULT_DEPTH) -> RankResult:
+        """The ``top_k`` best products of the whole catalog index, best first (no candidate list needed).
+        Items carry the product id; ``product`` is None (the index holds vectors, not products).
+        ``depth`` applies to late interaction: products reranked by exact MaxSim after the pooled
+        first stage (None: exact over the whole catalog); see ``edgerank.runtime.catalog``."""
+        query = check_text(query, "query", required=True)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise RankerInputError(f"top_k must be a positive integer, got {top_k!r}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < top_k):
+            raise RankerInputError(f"depth must be an integer of at least top_k ({top_k}) or None, got {depth!r}")
+        if self.index is None:
+            raise RankerInputError("search needs a catalog index: Ranker.load(artifact, index=PATH) "
+                                   "with an index built by `edgerank index`")
+        query_vectors, query_cut = self._scorer.query(query)
+        rows, logits = self.index.search(self._scorer, query_vectors, top_k, depth)
+        probability = relevance_probability(logits, self._probability)
+        items = tuple(RankedItem(id=self.index.ids[r], rank=i + 1, score=float(logits[i]), relevance=float(logits[i]),
+                                 probability=float(probability[i]), truncated=bool(self.index.truncated[r] or query_cut),
+                                 product=None) for i, r in enumerate(rows))
+        return RankResult(items=items, candidates=len(self.index), truncated=int(self.index.truncated.sum()),
+                          cached=len(self.index))

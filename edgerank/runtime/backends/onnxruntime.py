@@ -92,9 +92,13 @@ class OnnxRuntimeBackend:
         self.providers = running
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return scores_from_output(self.run_raw(feeds), len(feeds[self.input_names[0]]))
+
+    def run_raw(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The graph's output as it is: the vectors of a catalog student's tower (runtime/towers.py)."""
         inputs = {n: np.ascontiguousarray(feeds[n], dtype=self._dtypes[n]) for n in self.input_names}
         (out,) = self._session.run([self._output], inputs)
-        return scores_from_output(out, len(inputs[self.input_names[0]]))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "providers": self.providers}

@@ -1,0 +1,228 @@
+"""The catalog index: every product's tower states computed once, memory-mapped at load.
+
+A folder::
+
+    index.json    format, kind, artifact_sha256, dim, dtype, counts, sha256 of every other file
+    vectors.npy   product vectors (float16 by default): one row per token (late interaction) or per product
+    offsets.npy   int64, products + 1: product i owns vectors[offsets[i]:offsets[i + 1]]
+    pooled.npy    late interaction only: each product's mean token vector, normalised (the first stage of search)
+    ids.json      ids (as given: str or int), the text key each state was computed from, truncation flags
+
+Loading refuses an index made with another artifact (its manifest hash differs: the vectors would
+mean nothing to this query tower) and one whose files fail their checksums. ``update_index`` writes a
+complete new folder next to the old one and swaps it in by rename (``edgerank.io.atomic_dir``, stdlib
+only), so an update that fails halfway leaves the previous index as it was.
+
+Whole-catalog search. Bi-encoder: one matrix-vector product over all products. Late interaction:
+exact MaxSim over every token of a 50k-product catalog means converting ~1M float16 token vectors
+per query, which alone costs more than the 50 ms budget on a 2-core CPU; so a first stage scores
+each product's pooled vector against the query's mean vector (one small matrix-vector product) and
+exact MaxSim reranks the best ``depth`` (default 1000). ``depth=None`` searches exhaustively (exact,
+in chunks). bench/results/catalog-*.md records the timings and the first stage's recall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..artifact import Artifact, ArtifactError, sha256_file
+from ..io import atomic_dir
+from .products import read_candidates
+from .towers import ProductStates, TowerScorer, text_key
+
+INDEX_FORMAT = 1
+INDEX_FILE = "index.json"
+DTYPES = ("float16", "float32")
+DEFAULT_DEPTH = 1000
+_BUILD_BATCH = 256  # products tokenized and run per step: bounds memory while indexing a large catalog
+_SEARCH_CHUNK = 2048  # products per exhaustive MaxSim step
+
+
+class CatalogIndexError(ArtifactError):
+    """An index that cannot be used with this artifact: missing, stale, tampered or of another format."""
+
+
+@dataclass
+class CatalogIndex:
+    path: Path
+    meta: dict[str, Any]
+    ids: list[str | int]
+    keys: list[str]
+    truncated: np.ndarray
+    vectors: np.ndarray  # memory-mapped
+    offsets: np.ndarray
+    pooled: np.ndarray | None  # float32, late interaction only
+
+    def __post_init__(self) -> None:
+        self._row = {str(pid): i for i, pid in enumerate(self.ids)}
+        self._search_matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, ids: Sequence[str | int], texts: Sequence[str]) -> np.ndarray:
+        """Index row of each product, or -1 where the id is unknown or its text changed since indexing."""
+        rows = np.full(len(ids), -1, dtype=np.int64)
+        for i, (pid, text) in enumerate(zip(ids, texts)):
+            row = self._row.get(str(pid))
+            if row is not None and self.keys[row] == text_key(text):
+                rows[i] = row
+        return rows
+
+    def vectors_of(self, row: int) -> np.ndarray:
+        return np.asarray(self.vectors[self.offsets[row]:self.offsets[row + 1]], dtype=np.float32)
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors (float32) and offsets of ``rows``, in that order, with one fancy-indexed read."""
+        starts, lengths = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        take = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return np.asarray(self.vectors[take], dtype=np.float32), offsets
+
+    def search(self, scorer: TowerScorer, query_vectors: np.ndarray, top_k: int, depth: int | None = DEFAULT_DEPTH
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and logits of the ``top_k`` best products, best first (ties: lower row first)."""
+        n = len(self)
+        if scorer.kind == "bi-encoder":
+            if self._search_matrix is None:  # float32 copy made once: float16 matrix products are slow in numpy
+                self._search_matrix = np.asarray(self.vectors, dtype=np.float32)
+            candidates = np.arange(n)
+            logits = scorer.scale * (self._search_matrix @ query_vectors[0]) + scorer.bias
+        else:
+            if depth is not None and depth < n:
+                q = query_vectors.mean(axis=0)
+                first = self.pooled @ q
+                candidates = np.sort(np.argpartition(-first, depth - 1)[:depth])
+            else:
+                candidates = np.arange(n)
+            logits = np.empty(len(candidates), dtype=np.float32)
+            for start in range(0, len(candidates), _SEARCH_CHUNK):
+                rows = candidates[start:start + _SEARCH_CHUNK]
+                vectors, offsets = self.gather(rows)
+                logits[start:start + len(rows)] = scorer.scores(query_vectors, vectors, offsets)
+        k = min(top_k, len(candidates))
+        best = np.argpartition(-logits, k - 1)[:k] if k < len(candidates) else np.arange(len(candidates))
+        best = best[np.lexsort((candidates[best], -logits[best]))]
+        return candidates[best], np.asarray(logits[best], dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": str(self.path), "products": len(self), "vectors": int(self.offsets[-1]),
+                "dtype": self.meta["dtype"], "bytes": int(sum((self.path / f).stat().st_size for f in self.meta["files"]))}
+
+
+def build_index(artifact: Artifact, scorer: TowerScorer, products: Sequence[Any], out: str | os.PathLike, *,
+                dtype: str | None = None, progress=None) -> Path:
+    """Index ``products`` (dicts or objects with id, title, description) at ``out``, replacing it atomically."""
+    candidates = read_candidates(products)
+    dtype = dtype or scorer.store_dtype
+    if dtype not in DTYPES:
+        raise CatalogIndexError(f"index dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    texts = [c.text for c in candidates]
+    states = _run_products(scorer, texts, progress)
+    ids = [c.id for c in candidates]
+    return _write(Path(out), artifact, scorer, ids, [text_key(t) for t in texts], states, dtype)
+
+
+def update_index(artifact: Artifact, scorer: TowerScorer, path: str | os.PathLike, products: Sequence[Any], *,
+                 progress=None) -> tuple[Path, dict[str, int]]:
+    """Add new products and replace changed ones (same id); the old index stays in place until the new
+    one is complete. Returns the path and counts of added, replaced and unchanged products."""
+    old = load_index(path, artifact)
+    candidates = read_candidates(products)
+    rows = old.lookup([c.id for c in candidates], [c.text for c in candidates])
+    changed = [c for c, r in zip(candidates, rows) if r < 0]
+    replaced = {str(c.id) for c in changed} & set(old._row)
+    keep = np.array([i for i, pid in enumerate(old.ids) if str(pid) not in replaced], dtype=np.int64)
+    kept_vectors, kept_offsets = old.gather(keep) if len(keep) else (np.empty((0, old.meta["dim"]), np.float32),
+                                                                      np.zeros(1, np.int64))
+    new = _run_products(scorer, [c.text for c in changed], progress)
+    states = ProductStates(np.concatenate([kept_vectors, new.vectors]),
+                           np.concatenate([kept_offsets, kept_offsets[-1] + new.offsets[1:]]),
+                           np.concatenate([old.truncated[keep], new.truncated]))
+    ids = [old.ids[i] for i in keep] + [c.id for c in changed]
+    keys = [old.keys[i] for i in keep] + [text_key(c.text) for c in changed]
+    out = _write(Path(path), artifact, scorer, ids, keys, states, old.meta["dtype"])
+    counts = {"added": len(changed) - len(replaced), "replaced": len(replaced), "unchanged": len(candidates) - len(changed)}
+    return out, counts
+
+
+def load_index(path: str | os.PathLike, artifact: Artifact, *, verify: bool = True) -> CatalogIndex:
+    """Open an index for ``artifact``: refused when made with another artifact or when a file was modified."""
+    path = Path(path)
+    meta_file = path / INDEX_FILE
+    if not meta_file.exists():
+        raise CatalogIndexError(f"{path}: not an edgerank catalog index (no {INDEX_FILE})")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CatalogIndexError(f"{meta_file}: corrupt ({e})") from None
+    if meta.get("format") != INDEX_FORMAT:
+        raise CatalogIndexError(f"{path}: index format {meta.get('format')!r}; this edgerank reads {INDEX_FORMAT}")
+    if meta.get("artifact_sha256") != artifact.sha256:
+        raise CatalogIndexError(f"{path}: stale index: it was built with another artifact (sha256 "
+                                f"{str(meta.get('artifact_sha256'))[:12]}..., this one is {artifact.sha256[:12]}...); "
+                                f"rebuild it with edgerank index --artifact {artifact.path}")
+    if verify:
+        for name, expected in meta.get("files", {}).items():
+            if not (path / name).exists():
+                raise CatalogIndexError(f"{path}: file {name} listed in {INDEX_FILE} is missing")
+            if sha256_file(path / name) != expected:
+                raise CatalogIndexError(f"{path}: checksum mismatch for {name}: the index is corrupt or was modified")
+    listing = json.loads((path / "ids.json").read_text())
+    offsets = np.load(path / "offsets.npy")
+    vectors = np.load(path / "vectors.npy", mmap_mode="r")
+    pooled = np.load(path / "pooled.npy").astype(np.float32) if (path / "pooled.npy").exists() else None
+    if len(offsets) != len(listing["ids"]) + 1 or offsets[-1] != len(vectors) or vectors.shape[1] != meta["dim"]:
+        raise CatalogIndexError(f"{path}: ids, offsets and vectors do not agree in size")
+    return CatalogIndex(path, meta, listing["ids"], listing["keys"], np.asarray(listing["truncated"], dtype=bool),
+                        vectors, offsets, pooled)
+
+
+def _run_products(scorer: TowerScorer, texts: Sequence[str], progress=None) -> ProductStates:
+    """The product tower over ``texts`` in steps of ``_BUILD_BATCH``; ``progress(done, total)`` after each."""
+    parts = []
+    for start in range(0, len(texts), _BUILD_BATCH):
+        parts.append(scorer.products(texts[start:start + _BUILD_BATCH]))
+        if progress is not None:
+            progress(min(start + _BUILD_BATCH, len(texts)), len(texts))
+    if not parts:
+        return ProductStates(np.empty((0, scorer.dim), np.float32), np.zeros(1, np.int64), np.zeros(0, bool))
+    offsets = [parts[0].offsets]
+    for p in parts[1:]:
+        offsets.append(offsets[-1][-1] + p.offsets[1:])
+    return ProductStates(np.concatenate([p.vectors for p in parts]), np.concatenate(offsets),
+                         np.concatenate([p.truncated for p in parts]))
+
+
+def _write(out: Path, artifact: Artifact, scorer: TowerScorer, ids: list, keys: list[str], states: ProductStates,
+           dtype: str) -> Path:
+    with atomic_dir(out) as tmp:
+        np.save(tmp / "vectors.npy", states.vectors.astype(dtype))
+        np.save(tmp / "offsets.npy", states.offsets.astype(np.int64))
+        if scorer.kind == "late-interaction":
+            np.save(tmp / "pooled.npy", _pooled(states).astype(dtype))
+        (tmp / "ids.json").write_text(json.dumps({"ids": ids, "keys": keys, "truncated": states.truncated.tolist()}))
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        meta = {"format": INDEX_FORMAT, "edgerank_version": __version__, "kind": scorer.kind,
+                "artifact": str(artifact.path), "artifact_sha256": artifact.sha256, "dim": scorer.dim,
+                "dtype": dtype, "products": len(ids), "vectors": int(states.offsets[-1]), "files": files}
+        (tmp / INDEX_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def _pooled(states: ProductStates) -> np.ndarray:
+    """Each product's mean token vector, normalised: what the search's first stage compares."""
+    sums = np.add.reduceat(states.vectors, states.offsets[:-1], axis=0) if len(states) else states.vectors[:0]
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return sums / np.maximum(norms, 1e-12)
+
+
+__all__ = ["CatalogIndex", "CatalogIndexError", "DEFAULT_DEPTH", "build_index", "load_index", "update_index"]
