@@ -172,6 +172,14 @@ def test_index_cli_builds_updates_and_refuses(tower_artifacts, rt_artifact, tmp_
     result = runner.invoke(main, ["index", "--artifact", str(tower_artifacts["late-interaction"]), "--products",
                                   str(more), "--out", str(out), "--update"])
     assert result.exit_code == 0 and "1 added, 0 replaced, 0 unchanged" in result.output
+    art = str(tower_artifacts["late-interaction"])
+    ranked = runner.invoke(main, ["rank", "--artifact", art, "--index", str(out), "--query", "red hose", "--products",
+                                  str(more), "--threads", "1", "--json"])
+    assert ranked.exit_code == 0 and json.loads(ranked.stdout)["cached"] == 1
+    found = runner.invoke(main, ["search", "--artifact", art, "--index", str(out), "--query", "red hose", "--top-k", "3",
+                                 "--threads", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    assert len(json.loads(found.stdout)["items"]) == 3 and json.loads(found.stdout)["candidates"] == 9
     bad = runner.invoke(main, ["index", "--artifact", str(rt_artifact), "--products", str(feed), "--out",
                                str(tmp_path / "x")])
     assert bad.exit_code == 2 and "late-interaction or bi-encoder" in bad.output

@@ -21,10 +21,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import bench, build_engine, distill, export, index, rank, serve, teacher
+    from . import bench, build_engine, distill, export, index, rank, search, serve, teacher
     from . import eval as eval_cmd
 
-    for module in (teacher, distill, eval_cmd, rank, serve, export, build_engine, bench, index):
+    for module in (teacher, distill, eval_cmd, rank, serve, export, build_engine, bench, index, search):
         main.add_command(module.command)
 
 

@@ -16,8 +16,8 @@ def runtime_options(fn: Callable) -> Callable:
     return fn
 
 
-def load_ranker(artifact, threads, providers, max_batch_size, blend):
+def load_ranker(artifact, threads, providers, max_batch_size, blend, index=None):
     from ..runtime import Blend, Ranker
 
-    ranker = Ranker.load(artifact, providers=providers, threads=threads, max_batch_size=max_batch_size)
+    ranker = Ranker.load(artifact, providers=providers, threads=threads, max_batch_size=max_batch_size, index=index)
     return ranker, Blend.from_file(blend) if blend else None

@@ -19,14 +19,15 @@ from ._runtime import runtime_options
 @click.option("--top-k", type=click.IntRange(min=1), help="Show only the best K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--explain", is_flag=True, help="Weight of each query word per product (costs words x top-k pairs).")
+@click.option("--index", type=click.Path(), help="Catalog index of a late-interaction/bi-encoder artifact (edgerank index).")
 @runtime_options
 @run_guarded
-def command(artifact, query, products_path, top_k, as_json, explain, threads, providers, max_batch_size, blend):
+def command(artifact, query, products_path, top_k, as_json, explain, index, threads, providers, max_batch_size, blend):
     """Products sorted by relevance (or by blended score with --blend), with truncations counted."""
     from ..runtime.products import read_products_file
     from ._runtime import load_ranker
 
-    ranker, blend_weights = load_ranker(artifact, threads, providers, max_batch_size, blend)
+    ranker, blend_weights = load_ranker(artifact, threads, providers, max_batch_size, blend, index)
     products = read_products_file(products_path)
     result = ranker.rank(query, products, top_k=top_k, explain=explain, blend=blend_weights)
     if as_json:
@@ -40,6 +41,8 @@ def command(artifact, query, products_path, top_k, as_json, explain, threads, pr
         if item.explanation:
             click.echo("      " + "  ".join(f"{w}:{d:+.3f}" for w, d in item.explanation))
     note = f"{result.candidates} candidates, {result.truncated} cut to {ranker.max_length} tokens"
+    if result.cached is not None:
+        note += f"; {result.cached} product state(s) from the catalog index, {result.candidates - result.cached} computed"
     if result.missing_signals:
         note += "; missing blend signals: " + ", ".join(f"{k} x{v}" for k, v in result.missing_signals.items())
     click.echo(note, err=True)
