@@ -110,8 +110,13 @@ class BM25Baseline:
     b: float = 0.75
 
     def score(self, groups: Sequence[QueryGroup]) -> list[np.ndarray]:
+        import logging
+
         import bm25s
 
+        # bm25s sets its own logger to DEBUG on import: its per-call "Building index" lines would
+        # reach the terminal whenever some other library has configured the root logger.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         corpus = sorted({t for g in groups for t in g.texts})
         position = {t: i for i, t in enumerate(corpus)}
         retriever = bm25s.BM25(k1=self.k1, b=self.b)

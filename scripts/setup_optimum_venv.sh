@@ -10,7 +10,9 @@ python="${PYTHON:-python3}"
 "$python" -m venv "$venv"
 printf '*\n' > "$venv/.gitignore"   # the venv ignores itself; no edit to the project's .gitignore
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install -r "$root/bench/peers/optimum/requirements.txt"
+# torch first, pinned like the main set-up: an unpinned torch pulled in by optimum is the multi-GB CUDA build
+"$venv/bin/python" -m pip install --constraint "$root/constraints.txt" torch
+"$venv/bin/python" -m pip install --constraint "$root/constraints.txt" -r "$root/bench/peers/optimum/requirements.txt"
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
 import optimum.onnxruntime  # noqa: F401  (fails here, not in the middle of a benchmark)
