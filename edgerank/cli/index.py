@@ -17,7 +17,8 @@ from ._common import run_guarded
 @click.option("--out", required=True, type=click.Path(), help="Index folder (written atomically).")
 @click.option("--update", is_flag=True, help="Add new and replace changed products in the index at --out "
                                               "instead of rebuilding it; the old index stays until the new one is complete.")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), help="Stored vector type (default: the artifact's).")
+@click.option("--dtype", type=click.Choice(["float16", "float32", "int8"]),
+              help="Stored vector type (default: the artifact's, float16); int8 halves the index again.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")
 @run_guarded
 def command(artifact, products_paths, out, update, dtype, threads):

@@ -40,7 +40,10 @@ from .towers import ProductStates, TowerScorer, text_key
 
 INDEX_FORMAT = 1
 INDEX_FILE = "index.json"
-DTYPES = ("float16", "float32")
+DTYPES = ("float16", "float32", "int8")
+#: int8 stores unit-vector components as round(x * 127): half the bytes of float16, each component
+#: off by at most 0.004, and every matrix product still runs in float32 after one multiply
+INT8_SCALE = 127.0
 DEFAULT_DEPTH = 1000
 _BUILD_BATCH = 256  # products tokenized and run per step: bounds memory while indexing a large catalog
 _SEARCH_CHUNK = 2048  # products per exhaustive MaxSim step
@@ -57,7 +60,7 @@ class CatalogIndex:
     ids: list[str | int]
     keys: list[str]
     truncated: np.ndarray
-    vectors: np.ndarray  # memory-mapped
+    vectors: np.ndarray  # memory-mapped, stored as meta["dtype"]
     offsets: np.ndarray
     pooled: np.ndarray | None  # float32, late interaction only
 
@@ -77,15 +80,20 @@ class CatalogIndex:
                 rows[i] = row
         return rows
 
+    def floats(self, stored: np.ndarray) -> np.ndarray:
+        """float32 vectors from their stored form."""
+        out = np.asarray(stored, dtype=np.float32)
+        return out * np.float32(1 / INT8_SCALE) if self.meta["dtype"] == "int8" else out
+
     def vectors_of(self, row: int) -> np.ndarray:
-        return np.asarray(self.vectors[self.offsets[row]:self.offsets[row + 1]], dtype=np.float32)
+        return self.floats(self.vectors[self.offsets[row]:self.offsets[row + 1]])
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors (float32) and offsets of ``rows``, in that order, with one fancy-indexed read."""
         starts, lengths = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         take = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return np.asarray(self.vectors[take], dtype=np.float32), offsets
+        return self.floats(self.vectors[take]), offsets
 
     def search(self, scorer: TowerScorer, query_vectors: np.ndarray, top_k: int, depth: int | None = DEFAULT_DEPTH
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +101,7 @@ class CatalogIndex:
         n = len(self)
         if scorer.kind == "bi-encoder":
             if self._search_matrix is None:  # float32 copy made once: float16 matrix products are slow in numpy
-                self._search_matrix = np.asarray(self.vectors, dtype=np.float32)
+                self._search_matrix = self.floats(self.vectors)
             candidates = np.arange(n)
             logits = scorer.scale * (self._search_matrix @ query_vectors[0]) + scorer.bias
         else:
@@ -205,10 +213,11 @@ def _run_products(scorer: TowerScorer, texts: Sequence[str], progress=None) -> P
 def _write(out: Path, artifact: Artifact, scorer: TowerScorer, ids: list, keys: list[str], states: ProductStates,
            dtype: str) -> Path:
     with atomic_dir(out) as tmp:
-        np.save(tmp / "vectors.npy", states.vectors.astype(dtype))
+        stored = np.rint(states.vectors * INT8_SCALE).clip(-127, 127) if dtype == "int8" else states.vectors
+        np.save(tmp / "vectors.npy", stored.astype(dtype))
         np.save(tmp / "offsets.npy", states.offsets.astype(np.int64))
-        if scorer.kind == "late-interaction":
-            np.save(tmp / "pooled.npy", _pooled(states).astype(dtype))
+        if scorer.kind == "late-interaction":  # only orders the first stage: float16 is plenty
+            np.save(tmp / "pooled.npy", _pooled(states).astype(np.float16))
         (tmp / "ids.json").write_text(json.dumps({"ids": ids, "keys": keys, "truncated": states.truncated.tolist()}))
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         meta = {"format": INDEX_FORMAT, "edgerank_version": __version__, "kind": scorer.kind,
