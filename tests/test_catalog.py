@@ -200,3 +200,25 @@ def test_catalog_runtime_imports_no_training_stack(tower_artifacts, indexes):
     out = subprocess.run([sys.executable, "-c", code, str(tower_artifacts["late-interaction"]),
                           str(indexes["late-interaction"])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_search_first_stage_is_the_pooled_score_distillation_trains(tower_students, tower_artifacts, indexes):
+    """The runtime's first stage (index pooled vectors x the query's mean vector) is, up to a positive
+    factor per query, the pooled cosine that ``TowerStudent.forward(first_stage=True)`` trains."""
+    import torch
+
+    from edgerank.modeling import load_tokenizer
+    from edgerank.train.towers import load_towers, tower_inputs
+
+    model, tok = load_towers(tower_students["late-interaction"]), load_tokenizer(tower_students["late-interaction"])
+    products = catalog(30)
+    texts = [p["title"] + (" " + p["description"] if p["description"] else "") for p in products]
+    with torch.no_grad():
+        _, first = model(**tower_inputs(tok, ["red cordless drill"] * len(texts), texts, model.spec, "cpu"),
+                         first_stage=True)
+    trained = ((first - model.pooled_bias) / model.pooled_scale).detach().numpy()
+    ranker = Ranker.load(tower_artifacts["late-interaction"], threads=1, index=indexes["late-interaction"])
+    q, _ = ranker._scorer.query("red cordless drill")
+    mean = q.mean(axis=0)
+    runtime = ranker.index.pooled @ (mean / np.linalg.norm(mean))
+    np.testing.assert_allclose(runtime, trained, atol=2e-3)  # pooled vectors are stored as float16

@@ -19,6 +19,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--dim", type=int, help="Tower vector size (default 128 late-interaction, 384 bi-encoder).")
 @click.option("--query-max-length", default=32, show_default=True, type=int,
               help="Query tower tokens (towers only; --max-length is the product tower's).")
+@click.option("--pooled-weight", default=0.5, show_default=True, type=float,
+              help="Late interaction: weight of the same losses on the pooled vectors whole-catalog search ranks by first.")
 @click.option("--layers", type=int, help="Keep N teacher layers, spread across depth (default 2).")
 @click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
 @click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
@@ -39,7 +41,7 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--report-dir", type=click.Path(), help="Also write the report here (e.g. bench/results).")
 @data_options
 @run_guarded
-def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, layers, student_dir, hidden_size,
+def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, layers, student_dir, hidden_size,
             loss, label_weight, hidden_weight, temperature, extra_negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every,
             report_dir, columns, label_map, gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
@@ -54,7 +56,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
         hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
         teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
-        query_max_length=query_max_length,
+        query_max_length=query_max_length, pooled_weight=pooled_weight,
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
         **parse_data_options(columns, label_map, gain_offset))
     result = distill(config, log=lambda m: click.echo(m, err=True))

@@ -49,6 +49,7 @@ class DistillConfig:
     student_kind: str = "cross-encoder"  # or a catalog student: late-interaction / bi-encoder (train/towers.py)
     dim: int | None = None  # tower vector size; default 128 (late interaction) or 384 (bi-encoder)
     query_max_length: int = 32  # query tower tokens; the product tower reads max_length
+    pooled_weight: float = 0.5  # late interaction: the same losses on search's pooled first stage (train/towers.py)
 
 
 def make_teacher_loss(name: str, temperature: float):
@@ -179,14 +180,19 @@ def distill(config: DistillConfig, *, log=print) -> dict:
         queries = [g.query for g in batch for _ in g.texts]
         texts = [t for g in batch for t in g.texts]
         sizes = [len(g.texts) for g in batch]
+        first = None
         if towers:
-            scores = model(**tower_inputs(student_tok, queries, texts, student.spec, device))
+            out = model(**tower_inputs(student_tok, queries, texts, student.spec, device),
+                        first_stage=config.student_kind == "late-interaction")
+            scores, first = out if isinstance(out, tuple) else (out, None)
         else:
             enc = {k: v.to(device) for k, v in tokenize_pairs(student_tok, queries, texts, config.max_length).items()}
             out = model(**enc, output_hidden_states=bool(hidden_weight))
             scores = out.logits.view(-1)
         target = torch.from_numpy(np.concatenate([t_scores[g.rows] for g in batch])).to(device)
         loss = sum(fn(scores, target, sizes) for fn in losses)
+        if first is not None:  # multiplied even at weight 0, so DDP sees a gradient for every parameter
+            loss = loss + config.pooled_weight * sum(fn(first, target, sizes) for fn in losses)
         if label_loss is not None:
             gains = torch.tensor(np.concatenate([g.labels for g in batch]), dtype=torch.float32, device=device)
             judged = ~torch.isnan(gains)

@@ -13,6 +13,12 @@ Cosines live in [-1, 1] while teacher logits span several units, so the score is
 ``scale * interaction + bias`` with both learnable; ``fit_scale`` starts them at the least-squares fit
 to the teacher so the first steps are not spent stretching the range.
 
+Whole-catalog search with late interaction cannot afford exact MaxSim over every token of a large
+catalog on a small CPU, so it ranks products first by their pooled vector (the normalised sum of
+their token vectors) against the query's, then reranks the best by MaxSim (runtime/catalog.py).
+``forward(..., first_stage=True)`` also returns that pooled score, with its own scale and bias, so
+distillation can train the first stage with the same losses (``DistillConfig.pooled_weight``).
+
 The towers share one encoder by default (as ColBERT does), initialised like the cross-encoder
 students (teacher layers spread across depth, or a subclone); the product tower reads its text as
 segment B (token type 1), where the teacher saw products, and the query tower as segment A.
@@ -85,6 +91,9 @@ class TowerStudent(nn.Module):
         self.projection = nn.Linear(encoder.config.hidden_size, spec.dim)
         self.scale = nn.Parameter(torch.tensor(20.0))
         self.bias = nn.Parameter(torch.tensor(0.0))
+        if spec.kind == "late-interaction":  # the pooled first stage of search (module docstring)
+            self.pooled_scale = nn.Parameter(torch.tensor(20.0))
+            self.pooled_bias = nn.Parameter(torch.tensor(0.0))
         accepts_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
         self.uses_segments = accepts_types and getattr(encoder.config, "type_vocab_size", 0) >= 2
 
@@ -117,11 +126,16 @@ class TowerStudent(nn.Module):
         return best.sum(-1) / q_mask.sum(-1).clamp(min=1)
 
     def forward(self, query_ids: torch.Tensor, query_mask: torch.Tensor, product_ids: torch.Tensor,
-                product_mask: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
-        """Scores of each product row against query row ``query_index[i]``; each query is encoded once."""
+                product_mask: torch.Tensor, query_index: torch.Tensor, first_stage: bool = False):
+        """Scores of each product row against query row ``query_index[i]``; each query is encoded once.
+        With ``first_stage`` (late interaction) also the pooled-vector scores search ranks by first."""
         q = self.encode(query_ids, query_mask, product=False)[query_index]
         p = self.encode(product_ids, product_mask, product=True)
-        return self.scale * self.interact(q, query_mask[query_index], p, product_mask) + self.bias
+        scores = self.scale * self.interact(q, query_mask[query_index], p, product_mask) + self.bias
+        if not first_stage:
+            return scores
+        pooled = (F.normalize(q.sum(1), dim=-1) * F.normalize(p.sum(1), dim=-1)).sum(-1)
+        return scores, self.pooled_scale * pooled + self.pooled_bias
 
 
 def build_towers(student: nn.Module, spec: TowerSpec) -> TowerStudent:
@@ -196,6 +210,9 @@ def fit_scale(model: TowerStudent, tokenizer, groups, targets: np.ndarray, max_p
         bias = float(np.concatenate(t).mean() - scale * np.concatenate(sims).mean())
         model.scale.fill_(scale)
         model.bias.fill_(bias)
+        if hasattr(model, "pooled_scale"):  # pooled cosines have a similar spread: start from the same map
+            model.pooled_scale.fill_(scale)
+            model.pooled_bias.fill_(bias)
     model.train()
     return scale, bias
 
