@@ -21,7 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -322,6 +322,16 @@ def group_queries(df: pd.DataFrame, offset: float | str = "auto") -> list[QueryG
 def evaluable(groups: Iterable[QueryGroup]) -> list[QueryGroup]:
     """Queries whose labels can rank anything: at least two distinct labels."""
     return [g for g in groups if g.labels is not None and len(np.unique(g.labels)) >= 2]
+
+
+def score_by_group(groups: Iterable[QueryGroup],
+                   score_pairs: Callable[[list[str], list[str]], np.ndarray]) -> list[np.ndarray]:
+    """Scores for each group's candidates, one array per group, from ONE call over all pairs: a scorer
+    batches and length-sorts across queries far better than it can inside one short list."""
+    groups = list(groups)
+    flat = score_pairs([g.query for g in groups for _ in g.texts], [t for g in groups for t in g.texts])
+    bounds = np.cumsum([0] + [len(g.texts) for g in groups])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def split_by_query(df: pd.DataFrame, dev_fraction: float = 0.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .data import score_by_group
+
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 MODELS_HOME = Path(os.environ.get("EDGERANK_HOME", Path.home() / ".cache" / "edgerank")) / "models"
 
@@ -134,11 +136,7 @@ def score_pairs(model, tokenizer, queries: Sequence[str], texts: Sequence[str], 
 
 def score_groups(model, tokenizer, groups, **kwargs) -> list[np.ndarray]:
     """Scores for each query group's candidates, one array per group."""
-    queries = [g.query for g in groups for _ in g.texts]
-    texts = [t for g in groups for t in g.texts]
-    flat = score_pairs(model, tokenizer, queries, texts, **kwargs)
-    bounds = np.cumsum([0] + [len(g.texts) for g in groups])
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return score_by_group(groups, lambda queries, texts: score_pairs(model, tokenizer, queries, texts, **kwargs))
 
 
 def count_parameters(model) -> int:

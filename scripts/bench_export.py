@@ -120,8 +120,8 @@ def main() -> None:
                      f"{r['kept']:.1%} | {r['top10']:.3f} | {r['spearman']:.4f} | {'pass' if r['passed'] else 'FAIL'} |")
     lines += ["", f"fp32 torch nDCG@10 {base['fp32']:.4f}; BM25 {base['bm25']:.4f} on the same lists.", "",
               "Machine: " + describe_machine(args.threads), "",
-              f"Command: `python scripts/bench_export.py --model {args.model} --queries {args.queries} "
-              f"--threads {args.threads} --repeats {args.repeats}"
+              f"Command: `python scripts/bench_export.py --model {args.model} --name {name} --queries {args.queries} "
+              f"--threads {args.threads} --repeats {args.repeats} --max-length {args.max_length}"
               + (" --allow-untrained-head" if args.allow_untrained_head else "") + "`",
               f"onnxruntime {onnxruntime.__version__}. Latency is the median of {args.repeats} runs, one query x "
               "100 candidates in one batch, tokenization included."]

@@ -107,10 +107,16 @@ def plan_subjects(config: BenchConfig) -> tuple[list[Planned], list[dict[str, st
         gpu_models.append((name, path))
     artifacts = [ArtifactSubject(name=name, path=path, threads=config.threads)
                  for name, path in zip(_unique_names(config.artifacts), config.artifacts)]
+    st_sources: set[Path] = set()  # the torch peer runs the source model: once for its fp32 and INT8 artifacts
     for art in artifacts:
         plan.append(Planned("edgerank", art))
         peers, notes = make_peers(config.peers, art, threads=config.threads, max_length=config.max_length)
-        plan += [Planned("peer", p, peer_of=art.name) for p in peers]
+        for peer in peers:
+            source = Path(peer.model_dir).resolve() if peer.type == "st" else None
+            if source not in st_sources:
+                plan.append(Planned("peer", peer, peer_of=art.name))
+            if source is not None:
+                st_sources.add(source)
         skipped += notes
     if config.gpu:
         for art in artifacts:  # the student an artifact was exported from, in torch on the GPU

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data import score_by_group
+
 
 def pair_tokenizer(path: str | os.PathLike, max_length: int, pad_id: int, pad_token: str):
     """A ``tokenizers.Tokenizer`` that truncates pairs longest-first to ``max_length`` and pads a
@@ -64,8 +66,4 @@ def score_pairs_onnx(session, tokenizer, queries: Sequence[str], texts: Sequence
 
 def score_groups_onnx(session, tokenizer, groups, **kwargs) -> list[np.ndarray]:
     """Scores for each query group's candidates, one array per group."""
-    queries = [g.query for g in groups for _ in g.texts]
-    texts = [t for g in groups for t in g.texts]
-    flat = score_pairs_onnx(session, tokenizer, queries, texts, **kwargs)
-    bounds = np.cumsum([0] + [len(g.texts) for g in groups])
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return score_by_group(groups, lambda queries, texts: score_pairs_onnx(session, tokenizer, queries, texts, **kwargs))
