@@ -21,6 +21,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
               help="Query tower tokens (towers only; --max-length is the product tower's).")
 @click.option("--pooled-weight", default=0.5, show_default=True, type=float,
               help="Late interaction: weight of the same losses on the pooled vectors whole-catalog search ranks by first.")
+@click.option("--separate-towers", is_flag=True,
+              help="Towers: give the product tower its own copy of the encoder (default: one shared encoder).")
 @click.option("--layers", type=int, help="Keep N teacher layers, spread across depth (default 2).")
 @click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
 @click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
@@ -41,12 +43,14 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--report-dir", type=click.Path(), help="Also write the report here (e.g. bench/results).")
 @data_options
 @run_guarded
-def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, layers, student_dir, hidden_size,
-            loss, label_weight, hidden_weight, temperature, extra_negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every,
-            report_dir, columns, label_map, gain_offset):
+def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, separate_towers,
+            layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
+            teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
+            gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
-    another model (--student). Teacher scores are cached per teacher and reused across runs.
-    Runs unchanged under `accelerate launch` / torchrun (DDP)."""
+    another model (--student). --student-kind late-interaction / bi-encoder trains catalog towers
+    (query and product read apart; edgerank export, then edgerank index). Teacher scores are cached
+    per teacher and reused across runs. Runs unchanged under `accelerate launch` / torchrun (DDP)."""
     from ..evaluate import format_report
     from ..train.distill import DistillConfig, distill
     from ..train.loop import LoopConfig
@@ -56,7 +60,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
         hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
         teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
-        query_max_length=query_max_length, pooled_weight=pooled_weight,
+        query_max_length=query_max_length, pooled_weight=pooled_weight, shared_towers=not separate_towers,
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
         **parse_data_options(columns, label_map, gain_offset))
     result = distill(config, log=lambda m: click.echo(m, err=True))

@@ -1,11 +1,13 @@
-"""Export a tower student (late interaction or bi-encoder) to one artifact with two graphs.
+"""Export a tower student (late interaction or bi-encoder) to one artifact with its query and product graphs.
 
-``query.onnx`` and ``product.onnx`` both take ``input_ids`` / ``attention_mask`` and return
-``vectors``: per-token unit vectors (zero at padding), shape (batch, tokens, dim), for late
-interaction, or one pooled unit vector per text, (batch, dim), for the bi-encoder. The towers may
-share an encoder, but each graph bakes in its own segment id (query A, product B), so the runtime
-never feeds token types. The interaction (MaxSim or dot), its ``scale`` and ``bias`` are in the
-manifest's ``towers`` section; the runtime does them in numpy, where the catalog side is cached.
+Each graph takes ``input_ids`` / ``attention_mask`` and returns ``vectors``: per-token unit vectors
+(zero at padding), shape (batch, tokens, dim), for late interaction, or one pooled unit vector per
+text, (batch, dim), for the bi-encoder. Towers that share their encoder (the default) ship one graph,
+``tower.onnx``, named by both roles: it also takes ``token_type_ids`` and each role records the
+``segment`` to fill them with (query A = 0, product B = 1), so the weights are stored and loaded
+once. Separate encoders ship ``query.onnx`` and ``product.onnx`` with the segment baked in.
+The interaction (MaxSim or dot), its ``scale`` and ``bias`` are in the manifest's ``towers``
+section; the runtime does them in numpy, where the catalog side is cached.
 
 Parity is measured on scores (the interaction applied to the exported vectors, by the torch
 student's own ``interact``) against the torch towers, on the same real query lists as the
@@ -31,13 +33,16 @@ from .probability import fit_probability, sigmoid_map
 
 TOWER_PRECISIONS = ("fp32", "int8-dynamic")
 INPUTS = ["input_ids", "attention_mask"]
+SEGMENT_INPUT = "token_type_ids"
 OUTPUT = "vectors"
 ROLES = ("query", "product")
+SEGMENTS = {"query": 0, "product": 1}  # as train/towers.py's QUERY_SEGMENT / PRODUCT_SEGMENT
+SHARED_GRAPH = "tower.onnx"
 STORE_DTYPE = "float16"  # product vectors in the catalog index
 
 
 def _graph_module(model, product: bool):
-    """One tower as a module of (input_ids, attention_mask) -> vectors, for the exporter to trace."""
+    """One tower as a module of (input_ids, attention_mask[, token_type_ids]) -> vectors, to trace."""
     import torch
 
     class Tower(torch.nn.Module):
@@ -45,14 +50,24 @@ def _graph_module(model, product: bool):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask):
-            return self.model.encode(input_ids, attention_mask, product=product)
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            return self.model.encode(input_ids, attention_mask, product=product, token_type_ids=token_type_ids)
 
     return Tower().eval()
 
 
-def export_tower_graph(model, tokenizer, out: Path, product: bool, opset: int) -> None:
-    """Trace one tower with dynamic batch and sequence axes (eager attention, as ``onnx.export_onnx``)."""
+def graph_plan(model) -> dict[str, dict[str, Any]]:
+    """Per role: the file, its inputs and (shared graph) the segment to feed. A shared encoder that
+    reads no token types gives identical towers: one two-input graph serves both roles."""
+    if not model.spec.shared:
+        return {r: {"file": f"{r}.onnx", "inputs": INPUTS} for r in ROLES}
+    if not model.uses_segments:
+        return {r: {"file": SHARED_GRAPH, "inputs": INPUTS} for r in ROLES}
+    return {r: {"file": SHARED_GRAPH, "inputs": INPUTS + [SEGMENT_INPUT], "segment": SEGMENTS[r]} for r in ROLES}
+
+
+def export_tower_graph(model, tokenizer, out: Path, product: bool, inputs: list[str], opset: int) -> None:
+    """Trace one graph with dynamic batch and sequence axes (eager attention, as ``onnx.export_onnx``)."""
     import torch
 
     from ..train.towers import tokenize_texts
@@ -60,16 +75,18 @@ def export_tower_graph(model, tokenizer, out: Path, product: bool, opset: int) -
     for encoder in {id(m): m for m in (model.query_encoder, model.product_encoder) if m is not None}.values():
         use_eager_attention(encoder)
     sample = tokenize_texts(tokenizer, ["cordless drill", "red garden hose with a brass nozzle"], 16)
-    axes = {n: {0: "batch", 1: "sequence"} for n in INPUTS}
+    if SEGMENT_INPUT in inputs:  # a mixed sample, so the traced graph really reads the segment
+        sample[SEGMENT_INPUT] = torch.tensor([[0], [1]]).expand_as(sample["input_ids"]).contiguous()
+    axes = {n: {0: "batch", 1: "sequence"} for n in inputs}
     out_axes = {0: "batch", 1: "sequence"} if model.spec.kind == "late-interaction" else {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_graph_module(model, product), (sample["input_ids"], sample["attention_mask"]), str(out),
-                          input_names=INPUTS, output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: out_axes},
+        torch.onnx.export(_graph_module(model, product), tuple(sample[n] for n in inputs),
+                          str(out), input_names=inputs, output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: out_axes},
                           opset_version=opset, dynamo=False)
 
 
-def _onnx_scores(model, tokenizer, sessions: dict, groups) -> list[np.ndarray]:
+def _onnx_scores(model, tokenizer, sessions: dict, graphs: dict, groups) -> list[np.ndarray]:
     """Scores of each group through the exported graphs: ORT vectors, the student's own interaction."""
     import torch
 
@@ -80,6 +97,8 @@ def _onnx_scores(model, tokenizer, sessions: dict, groups) -> list[np.ndarray]:
     def vectors(role: str, texts, max_length: int):
         enc = tokenize_texts(tokenizer, texts, max_length)
         feed = {n: enc[n].numpy().astype(np.int64) for n in INPUTS}
+        if "segment" in graphs[role]:
+            feed[SEGMENT_INPUT] = np.full_like(feed["input_ids"], graphs[role]["segment"])
         return torch.from_numpy(sessions[role].run([OUTPUT], feed)[0]), enc["attention_mask"]
 
     with torch.no_grad():
@@ -119,31 +138,37 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
     with atomic_dir(out) as folder, tempfile.TemporaryDirectory(prefix="edgerank-export-") as scratch:
         scratch = Path(scratch)
         save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
-        graphs, fp32, quantization = {}, {}, None
+        graphs, fp32, quantization = graph_plan(model), {}, None
         for role in ROLES:
-            fp32[role] = scratch / f"{role}.fp32.onnx"
-            export_tower_graph(model, tokenizer, fp32[role], product=role == "product", opset=config.opset)
-            graph = fp32[role]
+            name = graphs[role]["file"]
+            graphs[role]["outputs"] = [OUTPUT]
+            if name in fp32:  # the shared graph, already written for the other role
+                continue
+            fp32[name] = scratch / f"fp32-{name}"
+            export_tower_graph(model, tokenizer, fp32[name], product=role == "product", inputs=graphs[role]["inputs"],
+                               opset=config.opset)
+            graph = fp32[name]
             if config.precision == "int8-dynamic":
-                graph = scratch / f"{role}.int8.onnx"
-                quantization = quantize_dynamic_int8(fp32[role], graph, reduce_range=reduce_range,
+                graph = scratch / f"int8-{name}"
+                quantization = quantize_dynamic_int8(fp32[name], graph, reduce_range=reduce_range,
                                                      quantize_embeddings=config.quantize_embeddings)
-            shutil.copyfile(graph, folder / f"{role}.onnx")
-            graphs[role] = {"file": f"{role}.onnx", "inputs": INPUTS, "outputs": [OUTPUT]}
+            shutil.copyfile(graph, folder / name)
 
         checks: dict[str, Any] = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
-        checks["fp32"] = parity(reference, _onnx_scores(model, tokenizer, {r: ort_session(fp32[r]) for r in ROLES},
-                                                        groups))
+        fp32_sessions = {name: ort_session(path) for name, path in fp32.items()}
+        checks["fp32"] = parity(reference, _onnx_scores(
+            model, tokenizer, {r: fp32_sessions[graphs[r]["file"]] for r in ROLES}, graphs, groups))
         if checks["fp32"]["max_abs_diff"] > config.parity_atol:
             raise ExportError(f"{model_dir}: fp32 ONNX towers differ from torch by {checks['fp32']['max_abs_diff']:.2e} "
                               f"(> --parity-atol {config.parity_atol}) on {checks['pairs']} pairs from {source}. "
                               "Nothing was written.")
-        sessions = {r: ort_session(folder / graphs[r]["file"]) for r in ROLES}
+        shipped = {name: ort_session(folder / name) for name in fp32}
+        sessions = {r: shipped[graphs[r]["file"]] for r in ROLES}
         if config.precision != "fp32":  # recorded here, judged by the quality gate (as for cross-encoders)
-            checks[config.precision] = parity(reference, _onnx_scores(model, tokenizer, sessions, groups))
+            checks[config.precision] = parity(reference, _onnx_scores(model, tokenizer, sessions, graphs, groups))
         quality, probability = None, sigmoid_map()
         if config.eval_data:
-            quality, probability = _gate(config, model, tokenizer, sessions, read_kwargs)
+            quality, probability = _gate(config, model, tokenizer, sessions, graphs, read_kwargs)
 
         manifest = {
             "edgerank_version": __version__,
@@ -174,7 +199,7 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
     return out
 
 
-def _gate(config: ExportConfig, model, tokenizer, sessions: dict, read_kwargs: dict) -> tuple[dict, dict]:
+def _gate(config: ExportConfig, model, tokenizer, sessions: dict, graphs: dict, read_kwargs: dict) -> tuple[dict, dict]:
     """The cross-encoders' quality gate on ``config.eval_data``, exported towers against torch towers;
     raises ExportError (nothing written) when it fails. Returns its numbers and the fitted probability map."""
     from ..data import evaluable, group_queries, read_table
@@ -185,7 +210,7 @@ def _gate(config: ExportConfig, model, tokenizer, sessions: dict, read_kwargs: d
     groups = evaluable(group_queries(df, read_kwargs.get("gain_offset", "auto")))
     if not groups:
         raise ExportError(f"{config.eval_data}: no query has two distinct labels: the quality gate has nothing to measure")
-    exported = _onnx_scores(model, tokenizer, sessions, groups)
+    exported = _onnx_scores(model, tokenizer, sessions, graphs, groups)
     report = quality_gate(groups, score_tower_groups(model, tokenizer, groups), exported,
                           max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
     report["data"] = str(config.eval_data)

@@ -21,6 +21,7 @@ from .products import Candidate
 from .tokenize import EncodedPairs, PairEncoder, clip, length_batches
 
 TOWER_KINDS = ("late-interaction", "bi-encoder")
+_FEEDS = ("input_ids", "attention_mask", "token_type_ids")
 _TOWER_FIELDS = ("dim", "interaction", "scale", "bias", "query_max_length", "product_max_length")
 
 
@@ -79,19 +80,28 @@ class TowerScorer:
         self.query_encoder = TextEncoder(file, spec["query_max_length"], pad_id=tok.get("pad_id"))
         self.encoder = TextEncoder(file, spec["product_max_length"], pad_id=tok.get("pad_id"))
         self.query_backend = open_backend("onnxruntime", artifact, "query", **backend_options)
-        self.backend = open_backend("onnxruntime", artifact, "product", **backend_options)
+        same = artifact.graph("query")["file"] == artifact.graph("product")["file"]
+        self.backend = self.query_backend if same else open_backend("onnxruntime", artifact, "product", **backend_options)
+        # a shared graph reads the tower's segment as token_type_ids (export/towers.py)
+        self._segments = {r: artifact.graph(r).get("segment") for r in ("query", "product")}
+        unknown = sorted({n for b in (self.query_backend, self.backend) for n in b.input_names} - set(_FEEDS))
+        if unknown:
+            raise ArtifactError(f"{artifact.path}: tower graph inputs {unknown} are not ones edgerank feeds "
+                                f"({', '.join(_FEEDS)})")
         self.kind, self.dim = artifact.kind, int(spec["dim"])
         self.scale, self.bias = float(spec["scale"]), float(spec["bias"])
         self.store_dtype = spec.get("store_dtype", "float16")
         self.max_batch_size = max_batch_size
 
-    def _run(self, backend, encoder: TextEncoder, texts: Sequence[str]) -> ProductStates:
+    def _run(self, backend, encoder: TextEncoder, texts: Sequence[str], segment: int | None) -> ProductStates:
         enc = encoder.encode_texts(texts)
         late = self.kind == "late-interaction"
         offsets = np.concatenate([[0], np.cumsum(enc.lengths if late else np.ones(len(texts), np.int64))])
         vectors = np.empty((int(offsets[-1]), self.dim), dtype=np.float32)
         for rows in length_batches(enc.lengths, self.max_batch_size):
             feeds = encoder.pad(enc, rows)
+            if segment is not None:
+                feeds["token_type_ids"].fill(segment)
             out = backend.run_raw(feeds)
             if out.shape[-1] != self.dim:
                 raise ArtifactError(f"tower graph returned vectors of size {out.shape[-1]}, manifest says {self.dim}")
@@ -101,11 +111,11 @@ class TowerScorer:
 
     def products(self, texts: Sequence[str]) -> ProductStates:
         """Product tower states, as the catalog index stores them."""
-        return self._run(self.backend, self.encoder, texts)
+        return self._run(self.backend, self.encoder, texts, self._segments["product"])
 
     def query(self, query: str) -> tuple[np.ndarray, bool]:
         """Query tower vectors (one row for a bi-encoder) and whether the query was cut."""
-        states = self._run(self.query_backend, self.query_encoder, [query])
+        states = self._run(self.query_backend, self.query_encoder, [query], self._segments["query"])
         return states.vectors, bool(states.truncated[0])
 
     def scores(self, query_vectors: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ class DistillConfig:
     dim: int | None = None  # tower vector size; default 128 (late interaction) or 384 (bi-encoder)
     query_max_length: int = 32  # query tower tokens; the product tower reads max_length
     pooled_weight: float = 0.5  # late interaction: the same losses on search's pooled first stage (train/towers.py)
+    shared_towers: bool = True  # one encoder for query and product towers (half the weights), else two copies
 
 
 def make_teacher_loss(name: str, temperature: float):
@@ -133,7 +134,8 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 
         student = build_towers(student, TowerSpec(kind=config.student_kind, dim=config.dim or DEFAULT_DIM[config.student_kind],
                                                   query_max_length=config.query_max_length,
-                                                  product_max_length=config.max_length, layers=spec.layers))
+                                                  product_max_length=config.max_length, layers=spec.layers,
+                                                  shared=config.shared_towers))
     hidden_weight = 0.0 if towers else (
         config.hidden_weight if config.hidden_weight is not None else (1.0 if config.hidden_size else 0.0))
     if hidden_weight and student_folder is not None and student_tok.get_vocab() != teacher_tok.get_vocab():

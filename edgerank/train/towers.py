@@ -102,12 +102,15 @@ class TowerStudent(nn.Module):
         """The encoder's config (for FLOPs and size reports shared with the cross-encoder students)."""
         return self.query_encoder.config
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, product: bool) -> torch.Tensor:
-        """Late interaction: (batch, tokens, dim) unit vectors, zero at padding. Bi-encoder: (batch, dim)."""
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, product: bool,
+               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Late interaction: (batch, tokens, dim) unit vectors, zero at padding. Bi-encoder: (batch, dim).
+        ``token_type_ids`` overrides the tower's segment (the exported shared graph takes it as an input)."""
         encoder = self.product_encoder if product and self.product_encoder is not None else self.query_encoder
         kwargs = {}
         if self.uses_segments:
-            kwargs["token_type_ids"] = torch.full_like(input_ids, PRODUCT_SEGMENT if product else QUERY_SEGMENT)
+            kwargs["token_type_ids"] = token_type_ids if token_type_ids is not None else \
+                torch.full_like(input_ids, PRODUCT_SEGMENT if product else QUERY_SEGMENT)
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         vectors = self.projection(hidden)
         mask = attention_mask.unsqueeze(-1).to(vectors.dtype)
