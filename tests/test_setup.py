@@ -58,12 +58,16 @@ def test_ci_run_passes_and_fails_with_the_suite(tmp_path):
 
 
 @needs
-def test_demo_is_teacher_then_eval_on_the_sample_shop():
-    plan = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    teacher, evaluation = plan.index("edgerank teacher"), plan.index("edgerank eval")
-    assert teacher < evaluation
+def test_demo_chains_teacher_eval_distill_export_bench_on_the_sample_shop():
+    # -B: the whole plan even when runs/demo already holds outputs (plain -n would print nothing)
+    plan = subprocess.run(["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    steps = [plan.index(f"edgerank {step}") for step in ("teacher", "eval", "distill", "export", "bench")]
+    assert steps == sorted(steps)
+    teacher, evaluation, distill, export, bench = steps
     assert "edgerank/samples/shop_train.csv" in plan[teacher:evaluation]
-    assert "edgerank/samples/shop_dev.csv" in plan[evaluation:]
+    assert "edgerank/samples/shop_dev.csv" in plan[evaluation:distill]
+    assert "--precision int8-dynamic" in plan[export:bench] and "--eval-data" in plan[export:bench]
+    assert "--plot" in plan[bench:]
 
 
 def test_readme_first_screen_gives_the_two_commands():
