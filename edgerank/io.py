@@ -37,6 +37,9 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a result file should read like any other file
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -48,9 +48,11 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
     if not points:
         raise ValueError("no subject has both a latency and a quality number to plot")
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    for name, role, x, y in points:
+    for i, (name, role, x, y) in enumerate(points):
         ax.scatter(x, y, color=_COLOURS.get(role, "tab:gray"), s=40, zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        # a peer sits at its artifact's quality: name only the peer kind, alternately above and below
+        text, offset = (name.split(" · ")[0], (3, 6 if i % 2 else -11)) if role == "peer" else (name, (5, 4))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7)
     edge = frontier(points)
     ax.step([p[2] for p in edge], [p[3] for p in edge], where="post", color="gray", linestyle="--",
             linewidth=1, zorder=2, label="Pareto frontier")
