@@ -22,9 +22,10 @@ class ReferenceWorkload:
     hidden: int = 384
     inner: int = 1536
 
-    def run(self, threads: int | None = None, repeat: int = 7) -> dict:
+    def run(self, threads: int | None = None, repeat: int = 31) -> dict:
         """Median milliseconds of ``repeat`` GEMMs (after one warm-up), with BLAS limited to ``threads``
-        like the rankers it stands in for."""
+        like the rankers it stands in for. ~0.3 s of samples: with 7 (~60 ms) one burst of another
+        process's work moved a run's reference by 2x on a shared 2-core machine."""
         rng = np.random.default_rng(0)
         x = rng.standard_normal((self.tokens, self.hidden), dtype=np.float32)
         w = rng.standard_normal((self.hidden, self.inner), dtype=np.float32)
@@ -35,7 +36,7 @@ class ReferenceWorkload:
                 t0 = time.perf_counter()
                 x @ w
                 times.append(time.perf_counter() - t0)
-        return {"ms": float(np.median(times) * 1e3), "samples": repeat, "threads": threads, "shape": asdict(self),
+        return {"ms": float(np.median(times) * 1e3), "samples_ms": [t * 1e3 for t in times], "samples": repeat, "threads": threads, "shape": asdict(self),
                 "gflops": 2 * self.tokens * self.hidden * self.inner / (np.median(times) * 1e9)}
 
 

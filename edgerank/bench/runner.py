@@ -156,7 +156,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         entry, subject_scores = _bench_subject(item, judged, records, config)
         references.append(config.reference.run(config.threads))
         if subject_scores is not None:
-            ref_ms = (references[-2]["ms"] + references[-1]["ms"]) / 2
+            ref_ms = float(np.median(references[-2]["samples_ms"] + references[-1]["samples_ms"]))
             for lat in entry["latency"].values():
                 lat["reference_ms"] = ref_ms
                 lat["ratio_to_reference"] = lat["p50_ms"] / ref_ms
