@@ -183,11 +183,9 @@ def score_tower_pairs(model: TowerStudent, tokenizer, queries: Sequence[str], te
 
 def score_tower_groups(model: TowerStudent, tokenizer, groups, **kwargs) -> list[np.ndarray]:
     """Scores for each query group's candidates, one array per group."""
-    queries = [g.query for g in groups for _ in g.texts]
-    texts = [t for g in groups for t in g.texts]
-    flat = score_tower_pairs(model, tokenizer, queries, texts, **kwargs)
-    bounds = np.cumsum([0] + [len(g.texts) for g in groups])
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    from ..data import score_by_group
+
+    return score_by_group(groups, lambda queries, texts: score_tower_pairs(model, tokenizer, queries, texts, **kwargs))
 
 
 def fit_scale(model: TowerStudent, tokenizer, groups, targets: np.ndarray, max_pairs: int = 512) -> tuple[float, float]:
