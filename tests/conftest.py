@@ -111,3 +111,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA.resolve()} (../shared/data next to the repo)")
     return SHARED_DATA
+
+
+def home_depot_slice(shared_data: Path, out: Path, train_queries: int = 40, dev_queries: int = 30):
+    """The first ``train_queries`` Home Depot train queries and the first ``dev_queries`` dev queries
+    with two or more labels (so nDCG says something), as data frames and CSV files under ``out``."""
+    import pandas as pd
+
+    hd = shared_data / "homedepot"
+    train = pd.read_csv(hd / "train.csv", dtype=str, keep_default_na=False)
+    train = train[train["query_id"].isin(train["query_id"].unique()[:train_queries])]
+    dev = pd.read_csv(hd / "dev.csv", dtype=str, keep_default_na=False)
+    graded = dev.groupby("query_id")["relevance"].nunique()
+    dev = dev[dev["query_id"].isin(graded[graded >= 2].index[:dev_queries])]
+    train.to_csv(out / "train.csv", index=False)
+    dev.to_csv(out / "dev.csv", index=False)
+    return train, dev

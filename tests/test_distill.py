@@ -19,7 +19,7 @@ from edgerank.modeling import ModelError, load_cross_encoder
 from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss
 from edgerank.train.students import check_not_larger, select_layers, spread_layers, subclone
 
-from conftest import edgerank_script, make_tiny_cross_encoder, tiny_judged_rows, write_csv
+from conftest import edgerank_script, home_depot_slice, make_tiny_cross_encoder, tiny_judged_rows, write_csv
 
 
 @pytest.fixture
@@ -215,22 +215,15 @@ def test_packaged_backbone_distills_label_free_on_a_real_home_depot_slice(tmp_pa
     from edgerank.metrics import agreement
     from edgerank.modeling import load_tokenizer, score_groups
 
-    hd = shared_data / "homedepot"
-    train = pd.read_csv(hd / "train.csv", dtype=str, keep_default_na=False)
-    train = train[train["query_id"].isin(train["query_id"].unique()[:40])]
-    dev = pd.read_csv(hd / "dev.csv", dtype=str, keep_default_na=False)
-    graded = dev.groupby("query_id")["relevance"].nunique()
-    dev = dev[dev["query_id"].isin(graded[graded >= 2].index[:30])]
-    train.to_csv(tmp_path / "judged.csv", index=False)
-    train.drop(columns=["relevance"]).to_csv(tmp_path / "train.csv", index=False)
-    dev.to_csv(tmp_path / "dev.csv", index=False)
+    train, _ = home_depot_slice(shared_data, tmp_path)  # train.csv keeps its labels for the teacher
+    train.drop(columns=["relevance"]).to_csv(tmp_path / "unlabelled.csv", index=False)
     teacher_dir = tmp_path / "teacher"
-    taught = run("teacher", "--train", str(tmp_path / "judged.csv"), "--out", str(teacher_dir), "--batch-size", "8",
+    taught = run("teacher", "--train", str(tmp_path / "train.csv"), "--out", str(teacher_dir), "--batch-size", "8",
                  "--max-length", "32", "--epochs", "1", "--lr", "5e-5")
     assert taught.exit_code == 0, taught.output
     teacher, tokenizer = load_cross_encoder(teacher_dir, require_head=True), load_tokenizer(teacher_dir)
 
-    result = run("distill", "--teacher", str(teacher_dir), "--train", str(tmp_path / "train.csv"),
+    result = run("distill", "--teacher", str(teacher_dir), "--train", str(tmp_path / "unlabelled.csv"),
                  "--dev", str(tmp_path / "dev.csv"), "--out", str(tmp_path / "student"), "--layers", "2",
                  "--max-length", "32", "--epochs", "2", "--batch-size", "16", "--lr", "1e-4")
     assert result.exit_code == 0, result.output

