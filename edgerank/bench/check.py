@@ -1,8 +1,11 @@
 """The CI regression gate: compare a run with a baseline run of the same workload.
 
-Latency is compared as ``p50 / reference GEMM`` (see ``reference``), never as raw milliseconds, so a
-slower or busier CI machine does not fail the gate while a slower ranker does. p95/p99 are reported,
-not gated: on shared machines their noise would make the gate flaky. Quality (nDCG@10 and MRR@10 on
+Latency is compared as a ratio to the reference GEMM timed around the same subject (see
+``reference``), never as raw milliseconds, so a slower CI machine does not fail the gate while a
+slower ranker does. The gated ratio is the fastest call over the fastest reference GEMM: other
+processes only ever add time, so the two minimums measure code and machine speed while medians also
+measure the neighbours (on a shared 2-core box, p50 ratios of an unchanged rerun moved by -25% to
++80%). p50/p95/p99 are reported, not gated. Quality (nDCG@10 and MRR@10 on
 the judged lists) is deterministic for a given artifact and data, so it gets a small absolute
 tolerance rather than a percentage.
 """
@@ -74,13 +77,13 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression
             continue
         for n, b in base.get("latency", {}).items():
             c = cur["latency"][n]
-            change = c["ratio_to_reference"] / b["ratio_to_reference"] - 1
+            key, ms = (("floor_ratio_to_reference", "min_ms") if "floor_ratio_to_reference" in b
+                       else ("ratio_to_reference", "p50_ms"))  # baselines recorded before the floor ratio
+            change = c[key] / b[key] - 1
             findings.append(Finding(
-                base["name"], f"latency N={n}", b["ratio_to_reference"], c["ratio_to_reference"],
-                change > max_regression,
-                f"p50 {c['p50_ms']:.2f} ms = {c['ratio_to_reference']:.3f}x reference (baseline "
-                f"{b['p50_ms']:.2f} ms = {b['ratio_to_reference']:.3f}x): {change:+.1%}, "
-                f"allowed +{max_regression:.0%}"))
+                base["name"], f"latency N={n}", b[key], c[key], change > max_regression,
+                f"{ms[:-3]} {c[ms]:.2f} ms = {c[key]:.3f}x reference (baseline "
+                f"{b[ms]:.2f} ms = {b[key]:.3f}x): {change:+.1%}, allowed +{max_regression:.0%}"))
         for metric in QUALITY:
             b, c = base.get("quality", {}).get(metric), cur.get("quality", {}).get(metric)
             if b is None:

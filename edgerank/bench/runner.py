@@ -156,10 +156,12 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         entry, subject_scores = _bench_subject(item, judged, records, config)
         references.append(config.reference.run(config.threads))
         if subject_scores is not None:
-            ref_ms = float(np.median(references[-2]["samples_ms"] + references[-1]["samples_ms"]))
+            around = references[-2]["samples_ms"] + references[-1]["samples_ms"]
+            ref_ms, ref_floor = float(np.median(around)), float(np.min(around))
             for lat in entry["latency"].values():
                 lat["reference_ms"] = ref_ms
                 lat["ratio_to_reference"] = lat["p50_ms"] / ref_ms
+                lat["floor_ratio_to_reference"] = lat["min_ms"] / ref_floor
             scores[subject.name] = subject_scores
             log("    " + ", ".join(f"N={n}: p50 {v['p50_ms']:.1f} ms" for n, v in entry["latency"].items()))
         else:
