@@ -70,7 +70,7 @@ def _merge_suite(options: dict, ctx: click.Context) -> None:
 @click.option("--plot", type=click.Path(), help="Write the Pareto plot (quality vs p50) PNG here.")
 @click.option("--check", type=click.Path(), help="Baseline JSON: exit 1 on a latency or quality regression.")
 @click.option("--max-regression", default="15%", show_default=True,
-              help="Allowed rise of p50 relative to the reference GEMM, for --check.")
+              help="Allowed rise of latency (fastest call) relative to the reference GEMM, for --check.")
 @click.option("--max-quality-drop", default=0.005, show_default=True, type=float,
               help="Allowed absolute drop of nDCG@10 and MRR@10, for --check.")
 @click.option("--inject-slowdown", default=None, type=float,
