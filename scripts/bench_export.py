@@ -13,8 +13,6 @@ plus Spearman against fp32 torch scores.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -64,6 +62,8 @@ def main() -> None:
     import onnxruntime
 
     from edgerank.artifact import load_artifact
+    from edgerank.bench.machine import describe_machine
+    from edgerank.bench.report import machine_line
     from edgerank.data import evaluable, group_queries, read_table
     from edgerank.export import export_artifact
     from edgerank.export.gate import quality_gate
@@ -119,7 +119,8 @@ def main() -> None:
         lines.append(f"| {r['label']} | {r['mb']:.1f} | {r['mb'] / base['mb']:.0%} | {r['ms']:.0f} | {r['ndcg']:.4f} | "
                      f"{r['kept']:.1%} | {r['top10']:.3f} | {r['spearman']:.4f} | {'pass' if r['passed'] else 'FAIL'} |")
     lines += ["", f"fp32 torch nDCG@10 {base['fp32']:.4f}; BM25 {base['bm25']:.4f} on the same lists.", "",
-              "Machine: " + describe_machine(args.threads), "",
+              f"Machine: {machine_line(describe_machine())}; {args.threads} ORT thread(s). The CPU was shared with "
+              "training jobs, so absolute latencies are pessimistic: compare rows, not machines.", "",
               f"Command: `python scripts/bench_export.py --model {args.model} --name {name} --queries {args.queries} "
               f"--threads {args.threads} --repeats {args.repeats} --max-length {args.max_length}"
               + (" --allow-untrained-head" if args.allow_untrained_head else "") + "`",
@@ -129,17 +130,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
-
-
-def describe_machine(threads: int) -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    from edgerank.export.quantize import cpu_has_vnni
-
-    load = os.getloadavg()[0]
-    return (f"{model}, {os.cpu_count()} cores, VNNI {'yes' if cpu_has_vnni() else 'no'}; {threads} ORT threads; "
-            f"load average {load:.1f} when measured (the CPU was shared with a training job, so absolute "
-            "latencies are pessimistic; compare rows, not machines).")
 
 
 if __name__ == "__main__":
