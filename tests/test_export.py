@@ -59,8 +59,9 @@ def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
 @pytest.mark.parametrize("precision, options, expect_ops", [
     ("fp32", {"optimize": True}, {"Attention", "SkipLayerNormalization"}),
     ("fp16", {}, {"Cast"}),
-    ("int8-dynamic", {}, {"DynamicQuantizeLinear", "MatMulInteger"}),
-    ("int8-static", {"calibration_size": 24}, {"QuantizeLinear", "DequantizeLinear"}),
+    ("int8-dynamic", {}, {"DynamicQuantizeLinear", "MatMulInteger", "GatherBlockQuantized"}),
+    ("int8-dynamic", {"optimize": True}, {"DynamicQuantizeLinear", "GatherBlockQuantized"}),
+    ("int8-static", {"calibration_size": 24}, {"QuantizeLinear", "DequantizeLinear", "GatherBlockQuantized"}),
 ])
 def test_each_precision_exports_runs_and_records_parity(tiny_cross_encoder, tiny_judged_csv, tmp_path,
                                                         precision, options, expect_ops):
@@ -150,6 +151,37 @@ def test_tensorrt_int8_target_ships_symmetric_qdq_graph(tiny_cross_encoder, tiny
     graph = onnx.load(str(out / "model.onnx")).graph
     zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points.values())
+    assert "GatherBlockQuantized" not in {n.op_type for n in graph.node}  # a contrib op TensorRT cannot parse
+
+
+def test_embedding_blocks_round_trip_within_half_a_step(tiny_cross_encoder, tmp_path):
+    """Each 32-value block of the word-embedding table dequantizes to within half its own step;
+    the small position and token-type tables stay fp32."""
+    from edgerank.export.quantize import quantize_embeddings_blockwise
+
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=32, require_head=False)
+    tables = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(out / "model.onnx")).graph.initializer}
+    info = quantize_embeddings_blockwise(out / "model.onnx", tmp_path / "q.onnx")
+    assert [t["shape"] for t in info["tables"]] == [[30522, 32]] and info["bits"] == 8
+    name = info["tables"][0]["table"]
+    quantized = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    codes, scales = quantized[name + "_int8"], quantized[name + "_scales"]
+    assert codes.dtype == np.uint8 and scales.shape == (30522, 1) and name not in quantized
+    restored = (codes.astype(np.float32) - 128).reshape(30522, 1, 32) * scales[..., None]
+    error = np.abs(restored.reshape(30522, 32) - tables[name])
+    assert (error <= np.repeat(scales, 32, axis=1) / 2 + 1e-7).all() and error.max() > 0
+    assert {k for k, v in tables.items() if v.ndim == 2 and v.shape[0] < 1000} <= set(quantized)
+    session = ort_session(tmp_path / "q.onnx", threads=1)
+    art = load_artifact(out)
+    tokenizer = pair_tokenizer(art.file("tokenizer.json"), 32, 0, "[PAD]")
+    np.testing.assert_allclose(score_pairs_onnx(session, tokenizer, QUERIES, TEXTS), artifact_scores(out), atol=0.05)
+
+
+def test_keep_embeddings_fp32_leaves_the_table_alone(tiny_cross_encoder, tmp_path):
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
+                          quantize_embeddings=False)
+    assert "GatherBlockQuantized" not in op_types(out / "model.onnx")
+    assert "embeddings" not in load_artifact(out).manifest["export"]["quantization"]
 
 
 def test_build_engine_without_tensorrt_says_how_to_get_it(tiny_cross_encoder, tmp_path):

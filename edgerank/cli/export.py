@@ -38,7 +38,8 @@ EPILOG = BAD_INPUT_HELP + (
 @click.option("--reduce-range/--no-reduce-range", default=None,
               help="7-bit int8 weights (default: on unless the target is ARM or this CPU has VNNI).")
 @click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,
-              help="int8-dynamic: also quantize the word-embedding table (most of a small model's size).")
+              help="int8 (CPU targets): also quantize the word-embedding table, most of a small model's size, "
+                   "in 8-bit blocks of 32 values.")
 @click.option("--parity-atol", default=1e-3, show_default=True, type=float)
 @click.option("--allow-untrained-head", is_flag=True, help="Export a backbone whose classifier is freshly initialised.")
 @click.option("--archive", type=click.Path(), help="Also write the artifact as one .zip file here.")

@@ -153,7 +153,8 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
              table_kwargs) -> tuple[Path, dict[str, Any]]:
     """The graph to ship for the requested precision and target, with what was done to it."""
     from .optimize import fuse, to_fp16
-    from .quantize import default_reduce_range, quantize_dynamic_int8, quantize_static_qdq
+    from .quantize import (default_reduce_range, quantize_dynamic_int8, quantize_embeddings_blockwise,
+                           quantize_static_qdq)
 
     details: dict[str, Any] = {}
     graph, precision = fp32, config.precision
@@ -161,7 +162,8 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
         precision = "fp32"  # TensorRT builds fp16 itself from the fp32 graph (build flag --fp16)
     if config.optimize:
         graph = scratch / "optimized.onnx"
-        details["fused_ops"] = fuse(fp32, graph, model_config, fp16=precision == "fp16")
+        details["fused_ops"] = fuse(fp32, graph, model_config, fp16=precision == "fp16",
+                                    embed_layer_norm=not (precision.startswith("int8") and config.quantize_embeddings))
     elif precision == "fp16":
         graph = scratch / "fp16.onnx"
         to_fp16(fp32, graph)
@@ -181,6 +183,8 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
             fp32, quantized, pair_reader(ort_tokenizer, calib.queries, calib.texts, inputs),
             method=config.calibration_method, reduce_range=reduce_range,
             for_tensorrt=config.target == "tensorrt")
+        if config.quantize_embeddings and config.target != "tensorrt":  # TensorRT has no GatherBlockQuantized
+            details["quantization"]["embeddings"] = quantize_embeddings_blockwise(quantized, quantized)
         details["calibration"] = calib.summary | {"method": config.calibration_method}
         graph = quantized
     details["graph_precision"] = precision
