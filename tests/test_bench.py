@@ -192,6 +192,12 @@ def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(tiny_artifact, ti
     assert [s["name"] for s in results["subjects"]] == ["tiny-fp32"]
     (skip,) = [s for s in results["skipped"] if s["name"] == "optimum · tiny-fp32"]
     assert "setup_optimum_venv.sh" in skip["reason"]
+    # two timed queries, but quality on every judged list (the default), and on a seeded 5 when asked
+    assert results["workload"]["queries"] == 2 and results["workload"]["quality_queries"] == 12
+    assert results["subjects"][0]["quality"]["queries"] == results["bm25"]["judged"]["queries"] == 12
+    fewer = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], candidates=[4],
+                                  queries=2, quality_queries=5, warmup=0, repeat=1, threads=1, memory=False, gpu=False))
+    assert fewer["workload"]["quality_queries"] == fewer["subjects"][0]["quality"]["queries"] == 5
 
 
 @pytest.mark.skipif(not __import__("edgerank.bench.peers", fromlist=["x"]).OPTIMUM_VENV.exists(),

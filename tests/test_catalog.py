@@ -222,3 +222,23 @@ def test_search_first_stage_is_the_pooled_score_distillation_trains(tower_studen
     mean = q.mean(axis=0)
     runtime = ranker.index.pooled @ (mean / np.linalg.norm(mean))
     np.testing.assert_allclose(runtime, trained, atol=2e-3)  # pooled vectors are stored as float16
+
+
+def test_bench_ranks_catalog_students_from_a_warm_index(tower_artifacts, tiny_cross_encoder, tiny_judged_csv):
+    """Catalog students share the bench table with cross-encoders: the bench indexes the data's whole
+    catalog first (timed, sized per 10k), ranks from that index, and gives them no peers."""
+    import pandas as pd
+
+    from edgerank.bench.runner import BenchConfig, run_bench
+
+    art = str(tower_artifacts["late-interaction"])
+    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[art], teacher=str(tiny_cross_encoder),
+                                    candidates=[4], queries=3, warmup=0, repeat=1, threads=1, peers=["ort"],
+                                    memory=False, gpu=False, max_length=64))
+    tower = next(s for s in results["subjects"] if s["path"] == art)
+    products = pd.read_csv(tiny_judged_csv)["product_title"].nunique()
+    assert tower["kind"] == "late-interaction" and tower["index"]["products"] == products
+    assert tower["index"]["build_s"] > 0 and tower["index"]["bytes"] > 0
+    assert tower["index"]["mb_per_10k"] == pytest.approx(tower["index"]["bytes"] / 2**20 * 10_000 / products)
+    assert tower["latency"]["4"]["p50_ms"] > 0 and "gain_kept" in tower["quality"]
+    assert [s["role"] for s in results["subjects"]] == ["teacher", "edgerank"]  # no peer of the towers

@@ -18,7 +18,7 @@ from typing import Any
 from . import BenchError
 
 #: Workload fields that must be equal for two runs to be compared at all.
-SAME_WORKLOAD = ("data_sha256", "queries", "seed", "max_length", "threads")
+SAME_WORKLOAD = ("data_sha256", "queries", "quality_queries", "seed", "max_length", "threads")
 QUALITY = ("ndcg@10", "mrr@10")
 
 

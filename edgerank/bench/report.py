@@ -65,14 +65,20 @@ def machine_line(machine: dict[str, Any]) -> str:
 def to_markdown(results: dict[str, Any]) -> str:
     w, ref = results["workload"], results["reference"]
     lines = [f"## edgerank bench — {w['data_name']}", "",
-             f"{w['queries']} queries, candidate lists of {', '.join(map(str, w['candidates']))} "
+             f"{w['queries']} timed queries, candidate lists of {', '.join(map(str, w['candidates']))} "
              f"(judged products topped up from the file's catalog, seed {w['seed']}); {w['threads']} threads, "
              f"{w['warmup']} warm-up calls, {w['repeat']} timed calls per list; max length {w['max_length']}.", "",
              "### Latency of ranking one query's N candidates", ""]
     lines += latency_table(results)
-    lines += ["", "### Size, memory and quality (judged lists; gain kept = share of the teacher's nDCG@10 "
-              "gain over BM25)", ""]
+    lines += ["", f"### Size, memory and quality ({w.get('quality_queries', w['queries'])} judged lists; gain kept = "
+              "share of the teacher's nDCG@10 gain over BM25)", ""]
     lines += quality_table(results)
+    for s in results["subjects"]:
+        if s.get("index"):
+            ix = s["index"]
+            lines.append(f"- {s['name']} ranks from a warm catalog index of the file's {ix['products']} products: "
+                         f"built in {ix['build_s']:.1f} s ({ix['build_s_per_10k']:.1f} s / 10k products), "
+                         f"{ix['bytes'] / 2**20:.1f} MB ({ix['mb_per_10k']:.1f} MB / 10k).")
     lines += ["", f"Reference GEMM {ref['shape']['tokens']}×{ref['shape']['hidden']}×{ref['shape']['inner']}: "
               f"{ref['ms']:.2f} ms median ({ref['gflops']:.0f} GFLOP/s)."]
     if w.get("slowdown", 1.0) != 1.0:

@@ -1,7 +1,7 @@
 """One benchmark run: every subject on the same candidate lists, then quality, ratios and the machine.
 
 Order of work per subject: load (timed, imports excluded), peak RSS in a fresh process, one untimed
-pass over the judged lists (quality), then for each candidate count N the timing loop over the
+pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer), then for each candidate count N the timing loop over the
 sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
 and each subject's latency is divided by the references around it, so a machine that slows down
 midway (another job starting) moves both numbers together.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..data import group_queries, read_table
 from ..metrics import BM25Baseline, agreement, evaluate, gain_kept
 from . import BenchError
 from .candidates import build_candidates, product_records, sample_queries
+from .catalog import catalog_products, index_catalog, is_catalog_artifact
 from .machine import describe_machine
 from .memory import probe
 from .peers import PEERS, PeerUnavailable, make_peers
@@ -48,6 +50,10 @@ class BenchConfig:
     warmup: int = 3
     repeat: int = 3
     queries: int | None = 100  # None: every query with two distinct labels
+    #: Judged lists for quality (None: all). Separate from the timed sample because quality is cheap
+    #: to measure and noisy on few queries: on Home Depot one student kept 78% of the teacher's gain
+    #: on 40 queries and 94% on all 961.
+    quality_queries: int | None = None
     seed: int = 0
     max_length: int = 128
     peers: list[str] = field(default_factory=list)
@@ -88,8 +94,10 @@ class Planned:
     peer_of: str | None = None  # the edgerank artifact a peer runs the weights of
 
 
-def plan_subjects(config: BenchConfig) -> tuple[list[Planned], list[dict[str, str]]]:
-    """Subjects in run order, and notes for subjects that cannot run here."""
+def plan_subjects(config: BenchConfig, indexes: Mapping[str, dict[str, Any]] | None = None
+                  ) -> tuple[list[Planned], list[dict[str, str]]]:
+    """Subjects in run order, and notes for subjects that cannot run here. ``indexes`` maps a catalog
+    student's artifact path to its index (``catalog.index_catalog``)."""
     from .gpu import gpu_subjects
 
     plan: list[Planned] = []
@@ -105,11 +113,15 @@ def plan_subjects(config: BenchConfig) -> tuple[list[Planned], list[dict[str, st
         plan.append(Planned("torch", TorchSubject(name=f"{name} (torch)", path=path, threads=config.threads,
                                                   max_length=config.max_length)))
         gpu_models.append((name, path))
-    artifacts = [ArtifactSubject(name=name, path=path, threads=config.threads)
+    indexes = indexes or {}
+    artifacts = [ArtifactSubject(name=name, path=path, threads=config.threads,
+                                 index=indexes[path]["path"] if path in indexes else None)
                  for name, path in zip(_unique_names(config.artifacts), config.artifacts)]
     st_sources: set[Path] = set()  # the torch peer runs the source model: once for its fp32 and INT8 artifacts
     for art in artifacts:
         plan.append(Planned("edgerank", art))
+        if art.index is not None:  # no peer runs a catalog student's towers
+            continue
         peers, notes = make_peers(config.peers, art, threads=config.threads, max_length=config.max_length)
         for peer in peers:
             source = Path(peer.model_dir).resolve() if peer.type == "st" else None
@@ -141,55 +153,64 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         lists = build_candidates(df, sample, sorted(set(config.candidates)), config.seed)
     except ValueError as e:
         raise BenchError(f"{config.data}: {e}") from None
-    judged = [(g.query, product_records(df, g)) for g in sample]
+    judged_groups = sample_queries(group_queries(df, config.gain_offset), config.quality_queries, config.seed)
+    judged = [(g.query, product_records(df, g)) for g in judged_groups]
     records = {n: [(g.query, product_records(df, g)) for g in groups] for n, groups in lists.items()}
-    plan, skipped = plan_subjects(config)
-    log(f"{len(sample)} queries, candidate lists of {', '.join(map(str, lists))}; {len(plan)} subjects; "
-        f"{config.threads} threads")
+    with tempfile.TemporaryDirectory(prefix="edgerank-bench-") as scratch:
+        indexes = {}  # catalog students rank from a warm index of the data's whole catalog
+        for i, path in enumerate(p for p in config.artifacts if is_catalog_artifact(p)):
+            log(f"indexing the catalog for {path}")
+            indexes[path] = index_catalog(path, catalog_products(df), Path(scratch) / f"index-{i}", config.threads)
+        plan, skipped = plan_subjects(config, indexes)
+        log(f"{len(sample)} timed queries ({len(judged_groups)} for quality), candidate lists of "
+            f"{', '.join(map(str, lists))}; {len(plan)} subjects; {config.threads} threads")
 
-    references = [config.reference.run(config.threads)]
-    results: list[dict[str, Any]] = []
-    scores: dict[str, dict[Any, list[np.ndarray]]] = {}
-    for i, item in enumerate(plan, 1):
-        subject = item.subject
-        log(f"[{i}/{len(plan)}] {subject.name}")
-        entry, subject_scores = _bench_subject(item, judged, records, config)
-        references.append(config.reference.run(config.threads))
-        if subject_scores is not None:
-            around = references[-2]["samples_ms"] + references[-1]["samples_ms"]
-            ref_ms, ref_floor = float(np.median(around)), float(np.min(around))
-            for lat in entry["latency"].values():
-                lat["reference_ms"] = ref_ms
-                lat["ratio_to_reference"] = lat["p50_ms"] / ref_ms
-                lat["floor_ratio_to_reference"] = lat["min_ms"] / ref_floor
-            scores[subject.name] = subject_scores
-            log("    " + ", ".join(f"N={n}: p50 {v['p50_ms']:.1f} ms" for n, v in entry["latency"].items()))
-        else:
-            skipped.append({"name": subject.name, "reason": entry["skipped"]})
-            log(f"    skipped: {entry['skipped']}")
-        results.append(entry)
+        references = [config.reference.run(config.threads)]
+        results: list[dict[str, Any]] = []
+        scores: dict[str, dict[Any, list[np.ndarray]]] = {}
+        for i, item in enumerate(plan, 1):
+            subject = item.subject
+            log(f"[{i}/{len(plan)}] {subject.name}")
+            entry, subject_scores = _bench_subject(item, judged, records, config)
+            references.append(config.reference.run(config.threads))
+            if subject_scores is not None:
+                around = references[-2]["samples_ms"] + references[-1]["samples_ms"]
+                ref_ms, ref_floor = float(np.median(around)), float(np.min(around))
+                for lat in entry["latency"].values():
+                    lat["reference_ms"] = ref_ms
+                    lat["ratio_to_reference"] = lat["p50_ms"] / ref_ms
+                    lat["floor_ratio_to_reference"] = lat["min_ms"] / ref_floor
+                scores[subject.name] = subject_scores
+                if getattr(subject, "index", None):
+                    entry["index"] = {k: v for k, v in indexes[subject.path].items() if k != "path"}
+                log("    " + ", ".join(f"N={n}: p50 {v['p50_ms']:.1f} ms" for n, v in entry["latency"].items()))
+            else:
+                skipped.append({"name": subject.name, "reason": entry["skipped"]})
+                log(f"    skipped: {entry['skipped']}")
+            results.append(entry)
 
-    bm25 = _bm25(sample, lists)
-    teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
-    _add_quality(results, scores, sample, lists, bm25, teacher)
-    _add_ratios(results, teacher)
-    ref_ms = [r["ms"] for r in references]
-    return {
-        "schema": SCHEMA,
-        "edgerank_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": describe_machine(),
-        "workload": {"data": str(config.data), "data_name": Path(config.data).name,
-                     "data_sha256": sha256_file(config.data), "queries": len(sample),
-                     "candidates": sorted(lists), "headline_n": headline_n(sorted(lists)), "seed": config.seed,
-                     "max_length": config.max_length, "threads": config.threads, "warmup": config.warmup,
-                     "repeat": config.repeat, "slowdown": config.slowdown, "read_warnings": read_report.warnings()},
-        "reference": {"ms": float(np.median(ref_ms)), "runs_ms": ref_ms, "shape": references[0]["shape"],
-                      "gflops": float(np.median([r["gflops"] for r in references]))},
-        "bm25": bm25,
-        "subjects": [r for r in results if "skipped" not in r],
-        "skipped": skipped,
-    }
+        bm25 = _bm25(judged_groups, lists)
+        teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
+        _add_quality(results, scores, judged_groups, lists, bm25, teacher)
+        _add_ratios(results, teacher)
+        ref_ms = [r["ms"] for r in references]
+        return {
+            "schema": SCHEMA,
+            "edgerank_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": describe_machine(),
+            "workload": {"data": str(config.data), "data_name": Path(config.data).name,
+                         "data_sha256": sha256_file(config.data), "queries": len(sample),
+                         "quality_queries": len(judged_groups),
+                         "candidates": sorted(lists), "headline_n": headline_n(sorted(lists)), "seed": config.seed,
+                         "max_length": config.max_length, "threads": config.threads, "warmup": config.warmup,
+                         "repeat": config.repeat, "slowdown": config.slowdown, "read_warnings": read_report.warnings()},
+            "reference": {"ms": float(np.median(ref_ms)), "runs_ms": ref_ms, "shape": references[0]["shape"],
+                          "gflops": float(np.median([r["gflops"] for r in references]))},
+            "bm25": bm25,
+            "subjects": [r for r in results if "skipped" not in r],
+            "skipped": skipped,
+        }
 
 
 def _bench_subject(item: Planned, judged, records, config: BenchConfig):
@@ -225,9 +246,9 @@ def _bench_subject(item: Planned, judged, records, config: BenchConfig):
     return entry, subject_scores
 
 
-def _bm25(sample, lists) -> dict[str, Any]:
+def _bm25(judged, lists) -> dict[str, Any]:
     bm25 = BM25Baseline()
-    out = {"judged": evaluate(sample, bm25.score(sample))}
+    out = {"judged": evaluate(judged, bm25.score(judged))}
     for n, groups in lists.items():
         out[str(n)] = _evaluate_or_none(groups, bm25.score(groups))
     return out
@@ -240,7 +261,7 @@ def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
         return None
 
 
-def _add_quality(results, scores, sample, lists, bm25, teacher: str | None) -> None:
+def _add_quality(results, scores, judged, lists, bm25, teacher: str | None) -> None:
     """nDCG@10 / MRR@10 on the judged lists and on each list of N, and, with a teacher, the share of
     its gain over BM25 kept and the agreement with its order (Kendall tau, top-10 overlap)."""
     head = headline_n(sorted(lists))
@@ -248,7 +269,7 @@ def _add_quality(results, scores, sample, lists, bm25, teacher: str | None) -> N
         if entry["name"] not in scores:
             continue
         own = scores[entry["name"]]
-        q = evaluate(sample, own["judged"])
+        q = evaluate(judged, own["judged"])
         entry["quality"] = {"ndcg@10": q["ndcg@10"], "mrr@10": q["mrr@10"], "queries": q["queries"]}
         for n, groups in lists.items():
             per_n = _evaluate_or_none(groups, own[n])
@@ -257,7 +278,7 @@ def _add_quality(results, scores, sample, lists, bm25, teacher: str | None) -> N
         if teacher is None:
             continue
         t = scores[teacher]
-        t_ndcg = evaluate(sample, t["judged"])["ndcg@10"]
+        t_ndcg = evaluate(judged, t["judged"])["ndcg@10"]
         entry["quality"]["gain_kept"] = gain_kept(q["ndcg@10"], t_ndcg, bm25["judged"]["ndcg@10"])
         agree = agreement(t[head], own[head], top=10)
         entry["quality"].update({"kendall_tau": agree["kendall_tau"], "top10_overlap": agree["top10_overlap"],

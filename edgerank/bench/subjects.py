@@ -84,7 +84,8 @@ def texts_of(products: list[dict[str, str]]) -> list[str]:
 
 @dataclass
 class ArtifactSubject(Subject):
-    """An edgerank artifact served by ``edgerank.runtime.Ranker``: exactly what a kiosk runs."""
+    """An edgerank artifact served by ``edgerank.runtime.Ranker``: exactly what a kiosk runs. A catalog
+    student (late-interaction, bi-encoder) ranks from ``index``, its warm catalog index, as a kiosk would."""
 
     type: ClassVar[str] = "edgerank"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "tokenizers", "edgerank.runtime")
@@ -92,12 +93,13 @@ class ArtifactSubject(Subject):
     path: str
     threads: int | None = None
     providers: list[str] | None = None
+    index: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def load(self) -> None:
         from ..runtime import Ranker
 
-        self._ranker = Ranker.load(self.path, providers=self.providers, threads=self.threads)
+        self._ranker = Ranker.load(self.path, providers=self.providers, threads=self.threads, index=self.index)
 
     def prepare(self, query, products):
         ranker = self._ranker
@@ -111,7 +113,7 @@ class ArtifactSubject(Subject):
         from ..artifact import load_artifact
 
         art = load_artifact(self.path, verify=False)
-        return {"path": str(self.path), "precision": art.manifest.get("precision"),
+        return {"path": str(self.path), "kind": art.kind, "precision": art.manifest.get("precision"),
                 "device": ",".join(self.providers or ["CPUExecutionProvider"]),
                 "size_bytes": folder_size(art.path, list(art.manifest.get("files", {})) + ["manifest.json"]),
                 "source_model": (art.manifest.get("source") or {}).get("model")}

@@ -57,7 +57,9 @@ def _merge_suite(options: dict, ctx: click.Context) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for every subject (default: all usable cores).")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0), help="Untimed calls per N.")
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(min=1), help="Timed calls per query list.")
-@click.option("--queries", default="100", show_default=True, help="Queries sampled (seeded), or 'all'.")
+@click.option("--queries", default="100", show_default=True, help="Queries timed (a seeded sample), or 'all'.")
+@click.option("--quality-queries", default="all", show_default=True,
+              help="Judged queries scored for quality (a seeded sample), or 'all'.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the query sample and the fill-ins.")
 @click.option("--max-length", default=128, show_default=True, type=int, help="Token limit for torch models and peers.")
 @click.option("--peers", default="", help="Comma list of st, st-onnx, ort, optimum: run on each artifact's weights.")
@@ -96,13 +98,14 @@ def command(**options):
         _merge_suite(options, click.get_current_context())
     if not options["data"]:
         raise BenchError("--data is required (on the command line or in the suite)")
-    queries = str(options["queries"])
+    queries, quality_queries = str(options["queries"]), str(options["quality_queries"])
     data_opts = parse_data_options(options["columns"], options["label_map"], options["gain_offset"])
     config = BenchConfig(
         data=options["data"], artifacts=list(options["artifacts"]), models=list(options["models"]),
         teacher=options["teacher"], candidates=_ints(",".join(_list(options["candidates"])), "--candidates"),
         threads=options["threads"], warmup=options["warmup"], repeat=options["repeat"],
         queries=None if queries == "all" else _ints(queries, "--queries")[0], seed=options["seed"],
+        quality_queries=None if quality_queries == "all" else _ints(quality_queries, "--quality-queries")[0],
         max_length=options["max_length"], peers=_list(options["peers"]), memory=options["memory"], gpu=options["gpu"],
         slowdown=slowdown_factor(options["inject_slowdown"]),
         reference=ReferenceWorkload(**options.get("reference", {})), **data_opts)
