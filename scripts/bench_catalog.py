@@ -1,9 +1,11 @@
 """Catalog students on this machine: index build time and size per 10k products, ranking N candidates
 with a warm index, whole-catalog search, and quality against the teacher and BM25.
 
-Writes ``bench/results/catalog-<name>.md`` (and ``.json``). A separate script rather than part of
-``edgerank bench`` because that command's subjects, peers and GPU variants assume one pair graph per
-artifact; the candidate lists, timing loop, machine description and metrics are the bench's own.
+Writes ``bench/results/catalog-<name>.md`` (and ``.json``). ``edgerank bench`` already puts catalog
+students in its table (ranking from a warm index of the data file's catalog, next to the
+cross-encoders); this script adds what only towers do: whole-catalog search over the full Home Depot
+catalog and the recall of its two-stage search. The candidate lists, timing loop, machine
+description and metrics are the bench's own.
 
 - Index: the product tower over every distinct product of ``--catalog`` (default Home Depot train +
   dev, ~45k products), timed end to end (tokenizing, ONNX Runtime, writing, checksums).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,31 +35,14 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "homedep
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
-def catalog_products(paths: list[Path]) -> list[dict]:
-    from edgerank.data import read_catalog
-
+def catalog_of(paths: list[Path]) -> list[dict]:
+    """Every distinct product of ``paths`` (first row wins), as index records."""
     import pandas as pd
 
-    frames = [read_catalog(p)[0] for p in paths]
-    df = pd.concat(frames).drop_duplicates("product_id", keep="first")
-    return [{"id": i, "title": t, "description": d}
-            for i, t, d in zip(df["product_id"], df["product_title"], df["product_description"])]
+    from edgerank.bench.catalog import catalog_products
+    from edgerank.data import read_catalog
 
-
-def build(artifact: Path, products: list[dict], out: Path, threads: int) -> dict:
-    from edgerank.artifact import load_artifact
-    from edgerank.runtime.catalog import build_index
-    from edgerank.runtime.towers import TowerScorer
-
-    art = load_artifact(artifact)
-    scorer = TowerScorer(art, 64, threads=threads)
-    t0 = time.perf_counter()
-    build_index(art, scorer, products, out)
-    seconds = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in out.iterdir())
-    return {"products": len(products), "seconds": round(seconds, 2), "products_per_s": round(len(products) / seconds, 1),
-            "seconds_per_10k": round(seconds * 1e4 / len(products), 2), "mb_per_10k": round(size / 1e6 * 1e4 / len(products), 2),
-            "bytes": size}
+    return catalog_products(pd.concat([read_catalog(p)[0] for p in paths]))
 
 
 def bench_artifact(artifact: Path, index: Path, lists, judged, records, args) -> dict:
@@ -113,7 +99,7 @@ def markdown(report: dict) -> str:
             f"| {name} | {r['artifact']['kind']} | {r['artifact']['precision']} | {r['artifact']['dim']} "
             f"| {r['rank']['p50_ms']:.1f} / {r['rank']['p95_ms']:.1f} | {r['search']['p50_ms']:.1f} / {r['search']['p95_ms']:.1f} "
             f"| {ex} | {'-' if recall is None else f'{recall:.3f}'} "
-            f"| {r['index']['seconds_per_10k']:.1f} | {r['index']['mb_per_10k']:.1f} | {r['quality']['ndcg@10']:.4f} "
+            f"| {r['index']['build_s_per_10k']:.1f} | {r['index']['mb_per_10k']:.1f} | {r['quality']['ndcg@10']:.4f} "
             f"| {kept} |")
     return "\n".join(lines) + "\n"
 
@@ -137,6 +123,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgerank.bench.candidates import build_candidates, product_records, sample_queries
+    from edgerank.bench.catalog import index_catalog
     from edgerank.bench.machine import describe_machine
     from edgerank.data import evaluable, group_queries, read_table
     from edgerank.metrics import BM25Baseline, evaluate, gain_kept
@@ -147,10 +134,9 @@ def main() -> None:
     lists = [(g.query, product_records(df, g)) for g in build_candidates(df, sample, [args.candidates])[args.candidates]]
     judged = evaluable(groups)
     records = {g.query_id: product_records(df, g) for g in judged}
-    products = catalog_products(args.catalog or [DATA / "train.csv", DATA / "dev.csv"])
+    products = catalog_of(args.catalog or [DATA / "train.csv", DATA / "dev.csv"])
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": describe_machine(),
-              "command": "python scripts/bench_catalog.py " + " ".join(
-                  f"--artifact {a}" for a in args.artifact), "queries": len(lists),
+              "command": "python scripts/bench_catalog.py " + " ".join(sys.argv[1:]), "queries": len(lists),
               "candidates": args.candidates, "threads": args.threads, "judged_queries": len(judged),
               "bm25": evaluate(judged, BM25Baseline().score(judged)), "artifacts": {}}
     if args.teacher:
@@ -163,7 +149,7 @@ def main() -> None:
         index_dir = args.index_dir or Path(tmp)
         for artifact in args.artifact:
             index = index_dir / f"{artifact.name}.index"
-            info = build(artifact, products, index, args.threads)
+            info = index_catalog(artifact, products, index, args.threads)
             result = bench_artifact(artifact, index, lists, judged, records, args)
             result["index"] = info
             if "teacher" in report:
