@@ -239,3 +239,14 @@ def test_packaged_minilm_int8_dynamic_keeps_rank_order_on_real_pairs(shared_data
     assert m["parity"]["fp32"]["max_abs_diff"] < 1e-3
     assert m["parity"]["int8-dynamic"]["spearman"] >= 0.9
     assert (out / "model.onnx").stat().st_size < 0.3 * m["source"]["parameters"] * 4
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_exports(tiny_cross_encoder, tiny_judged_csv, tmp_path, method):
+    """Entropy and percentile calibrate on uniform batches (ORT stacks their outputs; ragged ones failed)."""
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-static", max_length=32, require_head=False,
+                          calibration=str(tiny_judged_csv), calibration_size=20, calibration_method=method)
+    m = load_artifact(out).manifest
+    assert m["calibration"]["method"] == method and m["calibration"]["n"] == 20
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(out / "model.onnx")
+    assert m["parity"]["int8-static"]["spearman"] > 0.5

@@ -67,6 +67,18 @@ def test_reader_yields_padded_batches_with_the_graph_inputs(tokenizer):
     assert reader.get_next()["input_ids"].shape == batches[0]["input_ids"].shape
 
 
+def test_uniform_reader_gives_every_batch_one_shape(tokenizer):
+    """What the histogram calibrators (entropy, percentile) need: same batch size and width throughout."""
+    queries, texts = ["a"] * 5, ["short", "a much longer product title here", "x", "y", "z"]
+    reader = pair_reader(tokenizer, queries, texts, ["input_ids", "attention_mask", "token_type_ids"], batch_size=2,
+                         uniform=True)
+    batches = list(iter(reader.get_next, None))
+    assert len(batches) == 3 and len({b["input_ids"].shape for b in batches}) == 1
+    assert all(b["input_ids"].shape == b["attention_mask"].shape == b["token_type_ids"].shape for b in batches)
+    assert batches[2]["attention_mask"][1].tolist() == batches[0]["attention_mask"][0].tolist()  # wrapped round
+    assert (batches[0]["input_ids"][batches[0]["attention_mask"] == 0] == tokenizer.padding["pad_id"]).all()
+
+
 def test_probability_fit_recovers_a_known_temperature_and_bias():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, 4000)

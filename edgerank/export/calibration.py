@@ -93,8 +93,14 @@ def build_calibration_set(data: str | os.PathLike, tokenizer, *, n: int = 300, s
 
 
 def pair_reader(tokenizer, queries: Sequence[str], texts: Sequence[str], input_names: Sequence[str],
-                batch_size: int = 16):
-    """A ``CalibrationDataReader`` feeding the pairs in padded batches, with the graph's input names."""
+                batch_size: int = 16, *, uniform: bool = False):
+    """A ``CalibrationDataReader`` feeding the pairs in padded batches, with the graph's input names.
+
+    ``uniform`` gives every batch the same shape — all padded to the longest pair, the last one
+    filled up with pairs from the start — which ONNX Runtime's histogram calibrators (entropy,
+    percentile) need: they stack each tensor's outputs over all batches and fail on ragged shapes.
+    MinMax reduces batch by batch, so it keeps the tighter per-batch padding (pad positions' values
+    then enter no range)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     from .scoring import encode_feed
@@ -102,8 +108,15 @@ def pair_reader(tokenizer, queries: Sequence[str], texts: Sequence[str], input_n
     class PairReader(CalibrationDataReader):
         def __init__(self) -> None:
             pairs = list(zip(queries, texts))
+            if uniform and len(pairs) % batch_size:
+                pairs += pairs[:batch_size - len(pairs) % batch_size]
             self.batches = [encode_feed(tokenizer, pairs[i:i + batch_size], input_names)
                             for i in range(0, len(pairs), batch_size)]
+            if uniform:
+                width = max(b[input_names[0]].shape[1] for b in self.batches)
+                self.batches = [{n: np.pad(a, ((0, 0), (0, width - a.shape[1])),
+                                           constant_values=tokenizer.padding["pad_id"] if n == "input_ids" else 0)
+                                 for n, a in b.items()} for b in self.batches]
             self.rewind()
 
         def get_next(self):

@@ -180,7 +180,8 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
                                       seed=config.seed, **table_kwargs)
         quantized = scratch / "int8-static.onnx"
         details["quantization"] = quantize_static_qdq(
-            fp32, quantized, pair_reader(ort_tokenizer, calib.queries, calib.texts, inputs),
+            fp32, quantized, pair_reader(ort_tokenizer, calib.queries, calib.texts, inputs,
+                                         uniform=config.calibration_method != "minmax"),
             method=config.calibration_method, reduce_range=reduce_range,
             for_tensorrt=config.target == "tensorrt")
         if config.quantize_embeddings and config.target != "tensorrt":  # TensorRT has no GatherBlockQuantized
