@@ -76,9 +76,11 @@ $(DEMO)/student/report.json: $(DEMO)/teacher/metrics.json
 demo-export: $(DEMO)/student-int8/manifest.json
 
 # The quality gate runs on the shop's 27 dev queries: export fails, writing nothing, if INT8 loses too
-# much. The default allowance (2% of the fp32 gain over BM25, ~0.0007 nDCG here) is below what one
-# swapped pair in one of 27 queries moves, so the demo allows 10%; on real dev sets keep the default.
-DEMO_GATE ?= --max-quality-drop 0.10
+# much. The default allowance (2% of the fp32 gain over BM25, ~0.0007 nDCG here) is far below what one
+# swapped pair in one of 27 queries moves (~0.006 nDCG@10, 17% of the gain: two exports of the same
+# student lost 0.0027 and 0.0064), so here the gate only catches a broken export, together with the
+# top-10 agreement check (0.9); on real dev sets with hundreds of queries keep the default.
+DEMO_GATE ?= --max-quality-drop 0.25
 $(DEMO)/student-int8/manifest.json: $(DEMO)/student/report.json
 	@echo "== demo-export: the student as an INT8 ONNX artifact, behind the quality gate"
 	rm -rf $(DEMO)/student-int8
