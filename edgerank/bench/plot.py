@@ -63,8 +63,8 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, ms per query of {w['headline_n']} candidates (log scale)")
     ax.set_ylabel(label)
-    ax.set_title(f"{w['data_name']}: {w['queries']} queries, {w['threads']} threads — {results['machine']['cpu']}",
-                 fontsize=9)
+    ax.set_title(f"{w['data_name']}: {w['queries']} timed queries, quality on {w.get('quality_queries', w['queries'])}, "
+                 f"{w['threads']} threads — {results['machine']['cpu']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
