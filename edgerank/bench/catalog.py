@@ -12,10 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ..artifact import load_artifact
-
-#: Artifact kinds that rank from a catalog index (runtime.towers.TOWER_KINDS; not imported here so a
-#: bench without catalog students never loads the tower runtime).
-TOWER_KINDS = ("late-interaction", "bi-encoder")
+from ..runtime.towers import TOWER_KINDS
 
 
 def is_catalog_artifact(path: str | Path) -> bool:
