@@ -97,7 +97,10 @@ def test_serve_command_answers_then_stops_on_sigint(rt_artifact):
 
     proc = subprocess.Popen([sys.executable, "-c", "from edgerank.cli import main; main()", "serve",
                              "--artifact", str(rt_artifact),
-                             "--port", "0", "--threads", "1", "--quiet"], stderr=subprocess.PIPE, text=True)
+                             "--port", "0", "--threads", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a job started in the background (nohup ... &) inherits
+                            # SIGINT ignored, and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         while not (found := re.search(r"on (http://\S+) ", lines[-1] if lines else "")):
