@@ -88,7 +88,9 @@ def test_serve_help_lists_limits():
     assert res.exit_code == 0 and "--max-candidates" in res.stdout and "127.0.0.1" in res.stdout
 
 
-def test_serve_command_answers_then_stops_on_sigint(rt_artifact):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_serve_command_answers_then_stops_on_signal(rt_artifact, stop):
+    """Ctrl-C and SIGTERM (docker, systemd, kill) both end the server cleanly with exit 0."""
     import re
     import signal
     import subprocess
@@ -113,7 +115,7 @@ def test_serve_command_answers_then_stops_on_sigint(rt_artifact):
             {"query": "drill", "products": [{"id": 1, "title": "drill"}]}).encode())
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert json.loads(resp.read())["items"][0]["id"] == 1
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

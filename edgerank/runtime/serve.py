@@ -15,7 +15,9 @@ the device only behind something that has.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -170,12 +172,21 @@ def make_server(ranker: Ranker, host: str = "127.0.0.1", port: int = 8000, **opt
 
 
 def serve(ranker: Ranker, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
-    """Serve until interrupted (Ctrl-C / SIGINT), then close the socket."""
+    """Serve until interrupted (Ctrl-C / SIGINT, or SIGTERM: what docker, systemd and kill send to a
+    service), then close the socket and return normally."""
     server = make_server(ranker, host, port, **options)
     print(f"edgerank: serving {ranker.artifact.path} on {server.url} (POST /rank, GET /health)", file=sys.stderr)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
