@@ -64,6 +64,10 @@ def build_candidates(df: pd.DataFrame, groups: Sequence[QueryGroup], sizes: Sequ
 
 def product_records(df: pd.DataFrame, group: QueryGroup) -> list[dict[str, str]]:
     """The group's candidates as the records a runtime ranks: ``{id, title, description}``."""
-    sub = df.iloc[group.rows]
+    return frame_records(df.iloc[group.rows])
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """A table's rows as ``{id, title, description}`` records, in row order."""
     return [{"id": i, "title": t, "description": d}
-            for i, t, d in zip(sub["product_id"], sub["product_title"], sub["product_description"])]
+            for i, t, d in zip(frame["product_id"], frame["product_title"], frame["product_description"])]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..artifact import load_artifact
 from ..runtime.towers import TOWER_KINDS
+from .candidates import frame_records
 
 
 def is_catalog_artifact(path: str | Path) -> bool:
@@ -21,9 +22,7 @@ def is_catalog_artifact(path: str | Path) -> bool:
 
 def catalog_products(df: pd.DataFrame) -> list[dict[str, str]]:
     """Every product of the table once (its first row), as the records ``edgerank index`` reads."""
-    first = df.drop_duplicates("product_id")
-    return [{"id": i, "title": t, "description": d}
-            for i, t, d in zip(first["product_id"], first["product_title"], first["product_description"])]
+    return frame_records(df.drop_duplicates("product_id"))
 
 
 def index_catalog(artifact: str | Path, products: list[dict[str, str]], out: Path,
@@ -37,7 +36,7 @@ def index_catalog(artifact: str | Path, products: list[dict[str, str]], out: Pat
     started = time.perf_counter()
     build_index(art, scorer, products, out)
     seconds = time.perf_counter() - started
-    size = load_index(out, art).describe()["bytes"]
+    size = load_index(out, art, verify=False).describe()["bytes"]  # just written: no need to hash it again
     per_10k = 10_000 / len(products)
     return {"path": str(out), "products": len(products), "build_s": seconds, "bytes": size,
             "build_s_per_10k": seconds * per_10k, "mb_per_10k": size / 2**20 * per_10k}

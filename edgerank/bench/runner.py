@@ -1,8 +1,8 @@
 """One benchmark run: every subject on the same candidate lists, then quality, ratios and the machine.
 
 Order of work per subject: load (timed, imports excluded), peak RSS in a fresh process, one untimed
-pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer), then for each candidate count N the timing loop over the
-sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
+pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer),
+then for each candidate count N the timing loop over the sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
 and each subject's latency is divided by the references around it, so a machine that slows down
 midway (another job starting) moves both numbers together.
 """

@@ -160,10 +160,12 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
     graph, precision = fp32, config.precision
     if config.target == "tensorrt" and precision == "fp16":
         precision = "fp32"  # TensorRT builds fp16 itself from the fp32 graph (build flag --fp16)
+    # TensorRT cannot parse GatherBlockQuantized: its int8 graphs keep the embedding table fp32
+    block_embeddings = precision.startswith("int8") and config.quantize_embeddings and config.target != "tensorrt"
     if config.optimize:
         graph = scratch / "optimized.onnx"
         details["fused_ops"] = fuse(fp32, graph, model_config, fp16=precision == "fp16",
-                                    embed_layer_norm=not (precision.startswith("int8") and config.quantize_embeddings))
+                                    embed_layer_norm=not block_embeddings)
     elif precision == "fp16":
         graph = scratch / "fp16.onnx"
         to_fp16(fp32, graph)
@@ -171,7 +173,7 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
     if precision == "int8-dynamic":
         quantized = scratch / "int8-dynamic.onnx"
         details["quantization"] = quantize_dynamic_int8(graph, quantized, reduce_range=reduce_range,
-                                                        quantize_embeddings=config.quantize_embeddings)
+                                                        quantize_embeddings=block_embeddings)
         graph = quantized
     elif precision == "int8-static":
         from .calibration import build_calibration_set, pair_reader
@@ -184,7 +186,7 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
                                          uniform=config.calibration_method != "minmax"),
             method=config.calibration_method, reduce_range=reduce_range,
             for_tensorrt=config.target == "tensorrt")
-        if config.quantize_embeddings and config.target != "tensorrt":  # TensorRT has no GatherBlockQuantized
+        if block_embeddings:
             details["quantization"]["embeddings"] = quantize_embeddings_blockwise(quantized, quantized)
         details["calibration"] = calib.summary | {"method": config.calibration_method}
         graph = quantized
