@@ -111,6 +111,19 @@ def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_p
     assert not (tmp_path / "student.partial").exists()
 
 
+def test_explicit_teacher_layers_pick_the_students_layers(tiny_cross_encoder, judged, tmp_path, home):
+    out = tmp_path / "student"
+    args = ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--batch-size", "8"]
+    result = run(*args, "--out", str(out), "--teacher-layers", "0", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "report.json").read_text())["student"]["layers"] == [0]  # the spread default is [1]
+    clash = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--layers", "2", "--teacher-layers", "0"])
+    assert clash.exit_code != 0 and "--layers 2 and --teacher-layers [0] disagree" in clash.output
+    assert not (tmp_path / "b").exists()
+    bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c"), "--teacher-layers", "0,x"])
+    assert bad.exit_code == 2 and "expected comma-separated layer numbers" in bad.output
+
+
 def test_teacher_scores_are_cached_and_reused(tiny_cross_encoder, judged, tmp_path, home):
     args = ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--layers", "1",
             "--batch-size", "8", "--loss", "margin-mse"]

@@ -7,6 +7,17 @@ import click
 from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guarded
 
 
+def parse_layer_list(value: str | None) -> list[int] | None:
+    """'0,5' -> [0, 5]; a malformed list is a usage error naming the option."""
+    if not value:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated layer numbers such as 0,5",
+                                 param_hint="--teacher-layers") from None
+
+
 @click.command("distill", epilog=BAD_INPUT_HELP)
 @click.option("--teacher", required=True, type=click.Path(), help="Trained cross-encoder folder (with its head).")
 @click.option("--train", "train_path", required=True, type=click.Path(),
@@ -24,6 +35,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--separate-towers", is_flag=True,
               help="Towers: give the product tower its own copy of the encoder (default: one shared encoder).")
 @click.option("--layers", type=int, help="Keep N teacher layers, spread across depth (default 2).")
+@click.option("--teacher-layers", callback=lambda ctx, param, v: parse_layer_list(v),
+              help="Keep exactly these teacher layers (0-based, e.g. 0 or 0,5) instead of spreading --layers.")
 @click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
 @click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
 @click.option("--loss", "loss", default="mse+listwise-kl", show_default=True,
@@ -44,7 +57,7 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @data_options
 @run_guarded
 def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, separate_towers,
-            layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
+            layers, teacher_layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
             teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
             gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
@@ -56,7 +69,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
     from ..train.loop import LoopConfig
 
     config = DistillConfig(
-        teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, student=student_dir,
+        teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, teacher_layers=teacher_layers, student=student_dir,
         hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
         teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,

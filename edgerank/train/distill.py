@@ -32,6 +32,7 @@ class DistillConfig:
     out: str
     dev: str | None = None
     layers: int | None = None  # keep N teacher layers (default 2 when neither student nor layers is given)
+    teacher_layers: list[int] | None = None  # keep exactly these teacher layers (0-based) instead of spreading N
     student: str | None = None  # another local HF model as the student (cross-architecture)
     hidden_size: int | None = None  # narrower student, subcloned from the teacher
     losses: list[str] = field(default_factory=lambda: ["mse", "listwise-kl"])
@@ -81,14 +82,16 @@ def add_extra_negatives(df: pd.DataFrame, per_query: int, seed: int) -> pd.DataF
 def build_student(config: DistillConfig, teacher) -> tuple[object, StudentSpec, Path | None]:
     """The student model, how it was made, and (for another model) the folder of its tokenizer."""
     if config.student:
-        if config.layers or config.hidden_size:
+        if config.layers or config.teacher_layers or config.hidden_size:
             raise ModelError("--student is a complete model: do not combine it with --layers or --hidden-size")
         student = load_cross_encoder(config.student)
         spec = StudentSpec(source="model", student_model=config.student)
         folder = Path(config.student)
     else:
         total = len(encoder_layers(teacher))
-        layers = spread_layers(total, config.layers or min(2, total))
+        layers = config.teacher_layers or spread_layers(total, config.layers or min(2, total))
+        if config.layers and len(layers) != config.layers:
+            raise ModelError(f"--layers {config.layers} and --teacher-layers {layers} disagree: give one of them")
         if config.hidden_size:
             student = subclone(teacher, layers, config.hidden_size)
             spec = StudentSpec(source="teacher-subclone", layers=layers, hidden_size=config.hidden_size)
