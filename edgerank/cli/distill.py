@@ -39,8 +39,6 @@ def parse_layer_list(value: str | None) -> list[int] | None:
               help="Keep exactly these teacher layers (0-based, e.g. 0 or 0,5) instead of spreading --layers.")
 @click.option("--student", "student_dir", type=click.Path(), help="Another local HF model as the student (scores only).")
 @click.option("--hidden-size", type=int, help="Narrower student (e.g. 256, 128) subcloned from the teacher.")
-@click.option("--width-order", default="importance", show_default=True, type=click.Choice(["importance", "first"]),
-              help="--hidden-size keeps the teacher's most important dimensions, heads and neurons, or the first ones.")
 @click.option("--loss", "loss", default="mse+listwise-kl", show_default=True,
               help="Teacher losses joined by '+': margin-mse, listwise-kl, mse.")
 @click.option("--label-weight", default=0.0, show_default=True, type=float, help="Add pointwise BCE on labels with this weight.")
@@ -59,7 +57,7 @@ def parse_layer_list(value: str | None) -> list[int] | None:
 @data_options
 @run_guarded
 def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, separate_towers,
-            layers, teacher_layers, student_dir, hidden_size, width_order, loss, label_weight, hidden_weight, temperature, extra_negatives,
+            layers, teacher_layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
             teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
             gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
@@ -72,7 +70,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
 
     config = DistillConfig(
         teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, teacher_layers=teacher_layers, student=student_dir,
-        hidden_size=hidden_size, width_order=width_order, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
+        hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives,
         teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
         query_max_length=query_max_length, pooled_weight=pooled_weight, shared_towers=not separate_towers,

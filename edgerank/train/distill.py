@@ -35,7 +35,6 @@ class DistillConfig:
     teacher_layers: list[int] | None = None  # keep exactly these teacher layers (0-based) instead of spreading N
     student: str | None = None  # another local HF model as the student (cross-architecture)
     hidden_size: int | None = None  # narrower student, subcloned from the teacher
-    width_order: str = "importance"  # which dimensions a narrower student keeps: importance | first
     losses: list[str] = field(default_factory=lambda: ["mse", "listwise-kl"])
     label_weight: float = 0.0  # weight of pointwise BCE on the table's labels, when it has them
     hidden_weight: float | None = None  # hidden-state transfer; default 1.0 for narrower students, else 0
@@ -94,9 +93,8 @@ def build_student(config: DistillConfig, teacher) -> tuple[object, StudentSpec, 
         if config.layers and len(layers) != config.layers:
             raise ModelError(f"--layers {config.layers} and --teacher-layers {layers} disagree: give one of them")
         if config.hidden_size:
-            student = subclone(teacher, layers, config.hidden_size, order=config.width_order)
-            spec = StudentSpec(source="teacher-subclone", layers=layers, hidden_size=config.hidden_size,
-                               width_order=config.width_order)
+            student = subclone(teacher, layers, config.hidden_size)
+            spec = StudentSpec(source="teacher-subclone", layers=layers, hidden_size=config.hidden_size)
         else:
             student = select_layers(teacher, layers)
             spec = StudentSpec(source="teacher-layers", layers=layers)
