@@ -97,15 +97,26 @@ def test_interrupted_teacher_resumes_from_its_checkpoint(tmp_path, tiny_cross_en
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_listwise_loss_trains(tmp_path, tiny_cross_encoder, tiny_judged_csv):
+@pytest.mark.parametrize("loss", ["listwise", "pointwise+listwise"])
+def test_listwise_losses_train(loss, tmp_path, tiny_cross_encoder, tiny_judged_csv):
     out = tmp_path / "listwise"
-    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--loss", "listwise", "--epochs", "2")
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--loss", loss, "--epochs", "2")
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 12 and np.isfinite(metrics["train"]["last_loss"])
-    assert json.loads((out / "edgerank_teacher.json").read_text())["loss"] == "listwise"
+    assert json.loads((out / "edgerank_teacher.json").read_text())["loss"] == loss
     before, after = _weights(tiny_cross_encoder), _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_joined_teacher_loss_is_the_sum_of_its_parts():
+    scores, gains, sizes = torch.tensor([0.3, -1.2, 2.0, 0.5, 0.1]), torch.tensor([2.0, 0.0, 1.5, 1.0, 0.0]), [3, 2]
+    parts = [teacher_module.make_loss(n, 2.0)(scores, gains, sizes) for n in ("pointwise", "listwise")]
+    joined = teacher_module.make_loss("pointwise+listwise", 2.0)(scores, gains, sizes)
+    torch.testing.assert_close(joined, parts[0] + parts[1])
+    assert parts[0] > 0 and parts[1] > 0
+    with pytest.raises(ValueError, match="pointwise\\+rankmse"):
+        teacher_module.make_loss("pointwise+rankmse", 2.0)
 
 
 @pytest.mark.parametrize("problem", ["backbone", "gain offset", "label map", "column"])

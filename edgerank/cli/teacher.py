@@ -19,7 +19,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Pairs per batch (whole queries).")
 @click.option("--lr", default=5e-5, show_default=True, type=float)
 @click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per (query, product) pair.")
-@click.option("--loss", type=click.Choice(["pointwise", "listwise"]), default="pointwise", show_default=True)
+@click.option("--loss", type=click.Choice(["pointwise", "listwise", "pointwise+listwise"]), default="pointwise",
+              show_default=True, help="BCE on the graded label, ListNet over each query's list, or their sum.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--checkpoint-every", default=200, show_default=True, type=int, help="Steps between resumable checkpoints.")
 @data_options

@@ -25,7 +25,7 @@ class TeacherConfig:
     out: str
     dev: str | None = None
     backbone: str | None = None
-    loss: str = "pointwise"  # pointwise | listwise
+    loss: str = "pointwise"  # pointwise | listwise | pointwise+listwise
     max_length: int = 128
     loop: LoopConfig = field(default_factory=LoopConfig)
     columns: dict[str, str] = field(default_factory=dict)
@@ -33,12 +33,22 @@ class TeacherConfig:
     gain_offset: float | str = "auto"
 
 
+TEACHER_LOSSES = ("pointwise", "listwise", "pointwise+listwise")
+
+
 def make_loss(name: str, max_gain: float):
-    if name == "pointwise":
-        return PointwiseBCELoss(max_gain)
-    if name == "listwise":
-        return ListNetLoss()
-    raise ValueError(f"unknown teacher loss {name!r} (pointwise, listwise)")
+    """One loss, or the sum of several joined by '+': the pointwise term keeps scores calibrated to
+    the graded labels (and uses single-product queries), the listwise term trains the order within
+    each candidate list, which is what nDCG measures."""
+    parts = {"pointwise": lambda: PointwiseBCELoss(max_gain), "listwise": lambda: ListNetLoss()}
+    names = [x.strip() for x in name.split("+")]
+    unknown = [x for x in names if x not in parts]
+    if unknown or not names:
+        raise ValueError(f"unknown teacher loss {name!r} ({', '.join(TEACHER_LOSSES)})")
+    losses = [parts[x]() for x in names]
+    if len(losses) == 1:
+        return losses[0]
+    return lambda scores, gains, sizes: sum(fn(scores, gains, sizes) for fn in losses)
 
 
 def train_teacher(config: TeacherConfig, *, log=print) -> dict:
