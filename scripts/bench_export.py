@@ -37,6 +37,10 @@ VARIANTS = [
     ("int8-dynamic, 8-bit (no reduce_range)", "int8-dynamic", {"reduce_range": False}),
     ("int8-static minmax", "int8-static", {"calibration_method": "minmax"}),
     ("int8-static percentile", "int8-static", {"calibration_method": "percentile"}),
+    # the shop's vocabulary from train.csv only: dev's new queries meet the fallback pieces
+    ("fp32, vocabulary pruned to train.csv", "fp32", {"prune_vocab": (str(DATA / "train.csv"),)}),
+    ("int8-dynamic optimized, vocabulary pruned to train.csv", "int8-dynamic",
+     {"optimize": True, "prune_vocab": (str(DATA / "train.csv"),)}),
 ]
 
 

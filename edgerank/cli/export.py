@@ -40,13 +40,17 @@ EPILOG = BAD_INPUT_HELP + (
 @click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,
               help="int8 (CPU targets): also quantize the word-embedding table, most of a small model's size, "
                    "in 8-bit blocks of 32 values.")
+@click.option("--prune-vocab", multiple=True, type=click.Path(),
+              help="Keep only the wordpieces these tables use (judged queries and products, or a product catalog; "
+                   "repeatable), plus every single character: a smaller embedding table, the same scores on that "
+                   "text; other words are spelled from smaller pieces (gate it with --eval-data).")
 @click.option("--parity-atol", default=1e-3, show_default=True, type=float)
 @click.option("--allow-untrained-head", is_flag=True, help="Export a backbone whose classifier is freshly initialised.")
 @click.option("--archive", type=click.Path(), help="Also write the artifact as one .zip file here.")
 @data_options
 @run_guarded
 def command(model, out, precision, calibration, calibration_size, calibration_method, seed, optimize, target, profile,
-            max_length, eval_data, max_quality_drop, min_agreement, reduce_range, quantize_embeddings,
+            max_length, eval_data, max_quality_drop, min_agreement, reduce_range, quantize_embeddings, prune_vocab,
             parity_atol, allow_untrained_head, archive, columns, label_map, gain_offset):
     """Export to ONNX, check parity against torch, quantize, gate on quality, write the artifact."""
     from ..artifact import load_artifact
@@ -58,7 +62,7 @@ def command(model, out, precision, calibration, calibration_size, calibration_me
         calibration=calibration, calibration_size=calibration_size, calibration_method=calibration_method,
         seed=seed, optimize=optimize, target=target, profile=profile, eval_data=eval_data,
         max_quality_drop=max_quality_drop, min_agreement=min_agreement, reduce_range=reduce_range,
-        quantize_embeddings=quantize_embeddings, parity_atol=parity_atol, require_head=not allow_untrained_head)
+        quantize_embeddings=quantize_embeddings, prune_vocab=tuple(prune_vocab), parity_atol=parity_atol, require_head=not allow_untrained_head)
     click.echo(summary(load_artifact(path).manifest, path))
 
 
@@ -69,6 +73,11 @@ def summary(manifest: dict, path) -> str:
         if isinstance(p, dict):
             lines.append(f"parity {name} vs torch on {manifest['parity']['pairs']} pairs: max|diff| "
                          f"{p['max_abs_diff']:.2e}, Spearman {p['spearman']:.4f}, top-10 overlap {p['top10_overlap']:.3f}")
+    vocab = manifest["tokenizer"].get("vocabulary")
+    if vocab:
+        lines.append(f"vocabulary pruned to {vocab['kept']:,} of {vocab['of']:,} wordpieces "
+                     f"({vocab['used_by_texts']:,} used by {vocab['texts']:,} texts); parity pairs tokenized as before: "
+                     f"{vocab['unchanged_parity_pairs']:.1%}")
     q = manifest.get("quality")
     if q:
         lines.append(f"quality on {q['queries']} queries: nDCG@10 {q['exported']['ndcg@10']:.4f} vs fp32 "

@@ -28,6 +28,7 @@ class ExportConfig:
     min_agreement: float = 0.9
     reduce_range: bool | None = None  # None: on unless the CPU has AVX512-VNNI (see quantize.py)
     quantize_embeddings: bool = True
+    prune_vocab: tuple[str, ...] = ()  # tables whose text decides the wordpieces kept (export/vocab.py)
     parity_atol: float = 1e-3
     require_head: bool = True
     opset: int = 17

@@ -73,14 +73,26 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
     if is_tower_folder(model_dir):  # a catalog student: two tower graphs (export/towers.py)
         from .towers import export_towers
 
+        if config.prune_vocab:
+            raise ExportError(f"{model_dir}: --prune-vocab is implemented for cross-encoders only, not catalog students")
+
         return export_towers(model_dir, out, config, read_kwargs=read_kwargs, archive=archive)
     table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
-    model = load_cross_encoder(model_dir, require_head=config.require_head)
-    tokenizer = load_tokenizer(model_dir)
+    source_model = model = load_cross_encoder(model_dir, require_head=config.require_head)
+    source_tokenizer = tokenizer = load_tokenizer(model_dir)
+    pruned = None
+    if config.prune_vocab:  # the graph is built from the pruned copy; the gate compares with the source
+        from .vocab import prune_vocabulary, vocabulary_texts
+
+        pruned = prune_vocabulary(model, tokenizer, vocabulary_texts(config.prune_vocab, table_kwargs.get("columns")))
+        model, tokenizer = pruned.model, pruned.tokenizer
 
     with atomic_dir(out) as folder, tempfile.TemporaryDirectory(prefix="edgerank-export-") as scratch:
         scratch = Path(scratch)
-        save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
+        if pruned is not None:
+            (folder / TOKENIZER).write_text(pruned.tokenizer_json, encoding="utf-8")
+        else:
+            save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
         ort_tokenizer = pair_tokenizer(folder / TOKENIZER, config.max_length, tokenizer.pad_token_id,
                                        tokenizer.pad_token)
         fp32 = scratch / "fp32.onnx"
@@ -100,21 +112,30 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
                                                                                      groups))
         shutil.copyfile(graph, folder / GRAPH)
 
+        vocabulary = None
+        if pruned is not None:
+            from .vocab import unchanged_share
+
+            vocabulary = pruned.summary | {"from": [str(p) for p in config.prune_vocab], "unchanged_parity_pairs":
+                                           unchanged_share(source_tokenizer, tokenizer, [g.query for g in groups for _ in g.texts],
+                                                           [t for g in groups for t in g.texts])}
         quality, probability = None, sigmoid_map()
         if config.eval_data:
-            quality, probability = _gate(config, model, tokenizer, graph, ort_tokenizer, read_kwargs)
+            quality, probability = _gate(config, source_model, source_tokenizer, graph, ort_tokenizer, read_kwargs)
 
         manifest = {
             "edgerank_version": __version__,
             "kind": "cross-encoder",
             "source": {"model": str(model_dir.resolve()), "sha256": folder_sha256(model_dir),
-                       "architecture": type(model).__name__, "parameters": int(sum(p.numel() for p in model.parameters()))},
+                       "architecture": type(model).__name__,
+                       "parameters": int(sum(p.numel() for p in source_model.parameters()))},
             "precision": config.precision,
             "graph_precision": details.pop("graph_precision"),
             "target": config.target,
             "graphs": {"model": {"file": GRAPH, "inputs": inputs, "outputs": ["logits"]}},
             "tokenizer": {"file": TOKENIZER, "max_length": config.max_length, "truncation": "longest_first",
-                          "pair": True, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
+                          "pair": True, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
+                          "vocabulary": vocabulary},
             "score": {"raw": "logit", "probability": probability},
             "calibration": details.pop("calibration", None),
             "parity": checks,
