@@ -35,6 +35,8 @@ VARIANTS = [
     ("int8-dynamic optimized", "int8-dynamic", {"optimize": True}),
     ("int8-dynamic, fp32 embeddings", "int8-dynamic", {"quantize_embeddings": False}),
     ("int8-dynamic, 8-bit (no reduce_range)", "int8-dynamic", {"reduce_range": False}),
+    ("int8-dynamic optimized, uint8 weights (8-bit, u8 x u8 kernels)", "int8-dynamic",
+     {"optimize": True, "weight_type": "uint8", "reduce_range": False}),
     ("int8-static minmax", "int8-static", {"calibration_method": "minmax"}),
     ("int8-static percentile", "int8-static", {"calibration_method": "percentile"}),
     # the shop's vocabulary from train.csv only: dev's new queries meet the fallback pieces

@@ -61,6 +61,7 @@ def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
     ("fp16", {}, {"Cast"}),
     ("int8-dynamic", {}, {"DynamicQuantizeLinear", "MatMulInteger", "GatherBlockQuantized"}),
     ("int8-dynamic", {"optimize": True}, {"DynamicQuantizeLinear", "GatherBlockQuantized"}),
+    ("int8-dynamic", {"weight_type": "uint8"}, {"DynamicQuantizeLinear", "MatMulInteger", "GatherBlockQuantized"}),
     ("int8-static", {"calibration_size": 24}, {"QuantizeLinear", "DequantizeLinear", "GatherBlockQuantized"}),
 ])
 def test_each_precision_exports_runs_and_records_parity(tiny_cross_encoder, tiny_judged_csv, tmp_path,
@@ -81,6 +82,7 @@ def test_each_precision_exports_runs_and_records_parity(tiny_cross_encoder, tiny
         assert m["export"]["quantization"]["activation_type"] == "QUInt8"  # asymmetric on CPU targets
     if precision == "int8-dynamic":
         assert m["export"]["quantization"]["per_channel"] is True
+        assert m["export"]["quantization"]["weight_type"] == ("QUInt8" if options.get("weight_type") == "uint8" else "QInt8")
         assert (out / "model.onnx").stat().st_size < 0.35 * m["source"]["parameters"] * 4
 
 
@@ -121,6 +123,8 @@ def test_broken_parity_writes_nothing(tiny_cross_encoder, tmp_path):
     ({"profile": "jetson-orin-fp16", "max_length": 256}, "below --max-length 256"),
     ({"profile": "no-such-device"}, "no such profile"),
     ({"target": "tensorrt", "profile": "jetson-orin-fp16", "optimize": True}, "contrib ops"),
+    ({"precision": "fp16", "weight_type": "uint8"}, "applies to int8-dynamic only"),
+    ({"precision": "int8-dynamic", "weight_type": "int4"}, "is not one of int8, uint8"),
 ])
 def test_bad_option_combinations_are_refused_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):

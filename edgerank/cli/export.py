@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..export.config import PRECISIONS, TARGETS
+from ..export.config import PRECISIONS, TARGETS, WEIGHT_TYPES
 from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guarded
 
 EPILOG = BAD_INPUT_HELP + (
@@ -37,6 +37,9 @@ EPILOG = BAD_INPUT_HELP + (
               help="Smallest allowed top-10 overlap with the fp32 model's order.")
 @click.option("--reduce-range/--no-reduce-range", default=None,
               help="7-bit int8 weights (default: on unless the target is ARM or this CPU has VNNI).")
+@click.option("--weight-type", default="int8", show_default=True, type=click.Choice(WEIGHT_TYPES),
+              help="int8-dynamic weights: int8 (fastest kernels; 7-bit on CPUs without VNNI, see --reduce-range) or "
+                   "uint8 (full 8 bits without saturation on any x86 CPU, slower kernels).")
 @click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,
               help="int8 (CPU targets): also quantize the word-embedding table, most of a small model's size, "
                    "in 8-bit blocks of 32 values.")
@@ -50,7 +53,7 @@ EPILOG = BAD_INPUT_HELP + (
 @data_options
 @run_guarded
 def command(model, out, precision, calibration, calibration_size, calibration_method, seed, optimize, target, profile,
-            max_length, eval_data, max_quality_drop, min_agreement, reduce_range, quantize_embeddings, prune_vocab,
+            max_length, eval_data, max_quality_drop, min_agreement, reduce_range, weight_type, quantize_embeddings, prune_vocab,
             parity_atol, allow_untrained_head, archive, columns, label_map, gain_offset):
     """Export to ONNX, check parity against torch, quantize, gate on quality, write the artifact."""
     from ..artifact import load_artifact
@@ -61,7 +64,7 @@ def command(model, out, precision, calibration, calibration_size, calibration_me
         read_kwargs=parse_data_options(columns, label_map, gain_offset),
         calibration=calibration, calibration_size=calibration_size, calibration_method=calibration_method,
         seed=seed, optimize=optimize, target=target, profile=profile, eval_data=eval_data,
-        max_quality_drop=max_quality_drop, min_agreement=min_agreement, reduce_range=reduce_range,
+        max_quality_drop=max_quality_drop, min_agreement=min_agreement, reduce_range=reduce_range, weight_type=weight_type,
         quantize_embeddings=quantize_embeddings, prune_vocab=tuple(prune_vocab), parity_atol=parity_atol, require_head=not allow_untrained_head)
     click.echo(summary(load_artifact(path).manifest, path))
 

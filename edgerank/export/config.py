@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+WEIGHT_TYPES = ("int8", "uint8")
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TARGETS = ("cpu", "cuda", "tensorrt", "arm64")
 
@@ -27,6 +28,7 @@ class ExportConfig:
     max_quality_drop: float = 0.02
     min_agreement: float = 0.9
     reduce_range: bool | None = None  # None: on unless the CPU has AVX512-VNNI (see quantize.py)
+    weight_type: str = "int8"  # int8-dynamic weights: int8 (u8 x s8 kernels) or uint8 (u8 x u8, no saturation)
     quantize_embeddings: bool = True
     prune_vocab: tuple[str, ...] = ()  # tables whose text decides the wordpieces kept (export/vocab.py)
     parity_atol: float = 1e-3
@@ -71,6 +73,11 @@ class ExportConfig:
         if self.precision == "int8-static" and self.optimize:
             raise ExportError("--optimize with int8-static: the QDQ graph is built from the plain fp32 graph "
                               "(ONNX Runtime fuses QDQ patterns itself when it loads the model); drop --optimize")
+        if self.weight_type not in WEIGHT_TYPES:
+            raise ExportError(f"--weight-type: {self.weight_type!r} is not one of {', '.join(WEIGHT_TYPES)}")
+        if self.weight_type != "int8" and self.precision != "int8-dynamic":
+            raise ExportError(f"--weight-type {self.weight_type} applies to int8-dynamic only "
+                              "(static QDQ weights are int8, as TensorRT needs)")
         if self.calibration_size < 1:
             raise ExportError(f"--calibration-size: {self.calibration_size} must be at least 1")
 

@@ -194,7 +194,8 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
     if precision == "int8-dynamic":
         quantized = scratch / "int8-dynamic.onnx"
         details["quantization"] = quantize_dynamic_int8(graph, quantized, reduce_range=reduce_range,
-                                                        quantize_embeddings=block_embeddings)
+                                                        quantize_embeddings=block_embeddings,
+                                                        weight_type=config.weight_type)
         graph = quantized
     elif precision == "int8-static":
         from .calibration import build_calibration_set, pair_reader

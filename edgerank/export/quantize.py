@@ -51,19 +51,26 @@ def default_reduce_range(target: str) -> bool:
     return not cpu_has_vnni()
 
 
+#: ``--weight-type``: int8 weights run ONNX Runtime's fast u8 x s8 kernels; uint8 weights its u8 x u8
+#: kernels, which widen to 16 bits first and so never saturate (full 8-bit weights on AVX2, slower).
+WEIGHT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
 def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, *, reduce_range: bool,
-                          quantize_embeddings: bool = True) -> dict[str, Any]:
-    """Per-channel int8 weights (QInt8), plus block-quantized embeddings unless told to keep them
-    fp32; returns the settings for the manifest. ``src`` must not have EmbedLayerNormalization
-    fused (see ``optimize.fuse``) when embeddings are quantized: the fused op takes the table whole."""
+                          quantize_embeddings: bool = True, weight_type: str = "int8") -> dict[str, Any]:
+    """Per-channel 8-bit weights (``weight_type``, see WEIGHT_TYPES), plus block-quantized embeddings
+    unless told to keep them fp32; returns the settings for the manifest. ``src`` must not have
+    EmbedLayerNormalization fused (see ``optimize.fuse``) when embeddings are quantized: the fused op
+    takes the table whole."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    quant_type = WEIGHT_TYPES[weight_type]
     quantize_dynamic(str(src), str(dst), per_channel=True, reduce_range=reduce_range,
-                     weight_type=QuantType.QInt8, op_types_to_quantize=list(DYNAMIC_OPS),
+                     weight_type=QuantType[quant_type], op_types_to_quantize=list(DYNAMIC_OPS),
                      # outputs of the optimizer's fused ops carry no inferred type; they are all float
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
-    settings = {"mode": "dynamic", "weight_type": "QInt8", "per_channel": True, "reduce_range": reduce_range,
+    settings = {"mode": "dynamic", "weight_type": quant_type, "per_channel": True, "reduce_range": reduce_range,
                 "op_types": list(DYNAMIC_OPS)}
     if quantize_embeddings:
         settings["embeddings"] = quantize_embeddings_blockwise(dst, dst)

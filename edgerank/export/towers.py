@@ -151,7 +151,8 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
             if config.precision == "int8-dynamic":
                 graph = scratch / f"int8-{name}"
                 quantization = quantize_dynamic_int8(fp32[name], graph, reduce_range=reduce_range,
-                                                     quantize_embeddings=config.quantize_embeddings)
+                                                     quantize_embeddings=config.quantize_embeddings,
+                                                     weight_type=config.weight_type)
             shutil.copyfile(graph, folder / name)
 
         checks: dict[str, Any] = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
