@@ -84,7 +84,12 @@ def main() -> None:
     ap.add_argument("--noise-draws", type=int, default=12, help="Seeds for the noise-floor column (0: skip it).")
     ap.add_argument("--allow-untrained-head", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", action="append", metavar="LABEL",
+                    help="Run only the variants with exactly this label (repeatable; default: all).")
     args = ap.parse_args()
+    variants = [v for v in VARIANTS if not args.only or v[0] in args.only]
+    if not variants or variants[0][1:] != ("fp32", {}):
+        ap.error("--only must keep the plain 'fp32' variant first: every row is compared with it")
 
     import onnxruntime
 
@@ -115,7 +120,7 @@ def main() -> None:
             load_tokenizer(args.model).save_pretrained(model_dir)
         model, hf_tok = load_cross_encoder(model_dir, require_head=True), load_tokenizer(model_dir)
         reference = score_groups(model, hf_tok, groups, max_length=args.max_length)
-        for label, precision, options in VARIANTS:
+        for label, precision, options in variants:
             calibration = {"calibration": str(DATA / "train.csv")} if precision == "int8-static" else {}
             t0 = time.perf_counter()
             path = export_artifact(model_dir, Path(tmp) / label.replace(" ", "_"), precision, args.max_length,
@@ -149,10 +154,11 @@ def main() -> None:
                      f"{r['kept']:.1%} | {r['top10']:.3f} | {r['spearman']:.4f} | {'pass' if r['passed'] else 'FAIL'} | "
                      + (f"{r['noise'][0]:.1%} ± {r['noise'][1]:.1%}" if r["noise"] else "–") + " |")
     lines += ["", f"fp32 torch nDCG@10 {base['fp32']:.4f}; BM25 {base['bm25']:.4f} on the same lists.", "",
-              f"Machine: {machine_line(describe_machine())}; {args.threads} ORT thread(s). The CPU was shared with "
-              "training jobs, so absolute latencies are pessimistic: compare rows, not machines.", "",
+              f"Machine: {machine_line(describe_machine())}; {args.threads} ORT thread(s). Compare rows, not "
+              "machines: the load average above says how busy this one was.", "",
               f"Command: `python scripts/bench_export.py --model {args.model} --name {name} --queries {args.queries} "
               f"--threads {args.threads} --repeats {args.repeats} --max-length {args.max_length} --noise-draws {args.noise_draws}"
+              + "".join(f" --only '{label}'" for label in args.only or [])
               + (" --allow-untrained-head" if args.allow_untrained_head else "") + "`",
               f"onnxruntime {onnxruntime.__version__}. Latency is the median of {args.repeats} runs, one query x "
               "100 candidates in one batch, tokenization included."]
