@@ -37,7 +37,7 @@ EPILOG = BAD_INPUT_HELP + (
               help="Smallest allowed top-10 overlap with the fp32 model's order.")
 @click.option("--reduce-range/--no-reduce-range", default=None,
               help="7-bit int8 weights (default: on unless the target is ARM or this CPU has VNNI).")
-@click.option("--weight-type", default="int8", show_default=True, type=click.Choice(WEIGHT_TYPES),
+@click.option("--weight-type", default="int8", show_default=True, type=click.Choice(list(WEIGHT_TYPES)),
               help="int8-dynamic weights: int8 (fastest kernels; 7-bit on CPUs without VNNI, see --reduce-range) or "
                    "uint8 (full 8 bits without saturation on any x86 CPU, slower kernels).")
 @click.option("--quantize-embeddings/--keep-embeddings-fp32", default=True, show_default=True,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-WEIGHT_TYPES = ("int8", "uint8")
+from .quantize import WEIGHT_TYPES
+
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 TARGETS = ("cpu", "cuda", "tensorrt", "arm64")
 

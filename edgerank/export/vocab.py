@@ -27,12 +27,11 @@ from .config import ExportError
 
 @dataclass
 class PrunedVocabulary:
-    """The pruned model and tokenizer, with what was kept (``keep``: old ids, ascending)."""
+    """The pruned model and tokenizer, and a summary of what was kept (for the manifest)."""
 
     model: Any
     tokenizer: Any
     tokenizer_json: str
-    keep: np.ndarray
     summary: dict[str, Any]
 
 
@@ -120,7 +119,7 @@ def prune_vocabulary(model, tokenizer, texts: Sequence[str]) -> PrunedVocabulary
     full = len(spec["model"]["vocab"])
     summary = {"kept": int(len(keep)), "of": full, "used_by_texts": len(used), "texts": len(texts),
                "embedding_parameters_removed": int((full - len(keep)) * old.embedding_dim)}
-    return PrunedVocabulary(pruned, pruned_tokenizer, pruned_json, keep, summary)
+    return PrunedVocabulary(pruned, pruned_tokenizer, pruned_json, summary)
 
 
 def unchanged_share(original, pruned, queries: Sequence[str], texts: Sequence[str]) -> float:
