@@ -104,7 +104,7 @@ def prune_vocabulary(model, tokenizer, texts: Sequence[str]) -> PrunedVocabulary
 
     pruned = copy.deepcopy(model)
     old = pruned.get_input_embeddings()
-    table = torch.nn.Embedding(len(keep), old.embedding_dim, padding_idx=None)
+    table = torch.nn.Embedding(len(keep), old.embedding_dim)
     with torch.no_grad():
         table.weight.copy_(old.weight[torch.from_numpy(keep)])
     pruned.set_input_embeddings(table)

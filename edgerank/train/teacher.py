@@ -43,7 +43,7 @@ def make_loss(name: str, max_gain: float):
     parts = {"pointwise": lambda: PointwiseBCELoss(max_gain), "listwise": lambda: ListNetLoss()}
     names = [x.strip() for x in name.split("+")]
     unknown = [x for x in names if x not in parts]
-    if unknown or not names:
+    if unknown:
         raise ValueError(f"unknown teacher loss {name!r} ({', '.join(TEACHER_LOSSES)})")
     losses = [parts[x]() for x in names]
     if len(losses) == 1:
