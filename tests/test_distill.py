@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from edgerank.cli import main
 from edgerank.modeling import ModelError, load_cross_encoder
 from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss
-from edgerank.train.students import check_not_larger, select_layers, spread_layers, subclone
+from edgerank.train.students import (HiddenProjection, check_not_larger, matched_teacher_states, select_layers,
+                                     spread_layers, subclone)
 
 from conftest import edgerank_script, home_depot_slice, make_tiny_cross_encoder, tiny_judged_rows, write_csv
 
@@ -48,6 +49,17 @@ def test_layers_are_spread_across_depth():
     assert spread_layers(12, 4) == [1, 4, 7, 10]
     with pytest.raises(ModelError):
         spread_layers(6, 7)
+
+
+def test_hidden_transfer_maps_the_last_student_layer_to_the_teachers_last():
+    assert matched_teacher_states(2, 6) == [0, 3, 6]
+    assert matched_teacher_states(1, 6) == [0, 6]
+    assert matched_teacher_states(3, 6) == [0, 2, 4, 6]
+    assert matched_teacher_states(6, 6) == list(range(7))
+    hidden = torch.randn(2, 5, 8)
+    same = HiddenProjection(8, 8, 3)
+    assert torch.allclose(same(2, hidden), hidden)  # a same-width student starts in the teacher's space
+    assert HiddenProjection(4, 8, 3)(0, hidden[..., :4]).shape == (2, 5, 8)
 
 
 def test_margin_mse_ignores_offsets_but_not_order():
@@ -109,6 +121,16 @@ def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_p
     assert (tmp_path / "results" / "distill-student.json").exists()
     assert load_cross_encoder(out, require_head=True).config.num_hidden_layers == 1
     assert not (tmp_path / "student.partial").exists()
+
+
+def test_narrow_student_trains_with_hidden_state_transfer(tiny_cross_encoder, judged, tmp_path, home):
+    out = tmp_path / "narrow"
+    result = run("distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--out", str(out),
+                 "--layers", "1", "--hidden-size", "16", "--batch-size", "8")
+    assert result.exit_code == 0, result.output
+    assert "hidden 16" in result.output and "1.0*hidden" in result.output  # transfer is on by default when narrower
+    student = load_cross_encoder(out, require_head=True)
+    assert student.config.hidden_size == 16 and student.config.num_hidden_layers == 1
 
 
 def test_explicit_teacher_layers_pick_the_students_layers(tiny_cross_encoder, judged, tmp_path, home):

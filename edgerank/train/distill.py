@@ -17,7 +17,8 @@ from ..io import atomic_dir, write_json
 from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
 from .loop import LoopConfig, train
 from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss
-from .students import HiddenProjection, StudentSpec, check_not_larger, encoder_layers, select_layers, spread_layers, subclone
+from .students import (HiddenProjection, StudentSpec, check_not_larger, encoder_layers, matched_teacher_states,
+                       select_layers, spread_layers, subclone)
 
 TEACHER_LOSSES = ("margin-mse", "listwise-kl", "mse")
 STUDENT_KINDS = ("cross-encoder", "late-interaction", "bi-encoder")
@@ -171,8 +172,7 @@ def distill(config: DistillConfig, *, log=print) -> dict:
     if hidden_weight:
         projection = HiddenProjection(student.config.hidden_size, teacher.config.hidden_size,
                                       student.config.num_hidden_layers + 1).to(device)
-        # student layer j was cloned from teacher layer spec.layers[j]; embeddings match embeddings
-        teacher_index = [0] + [i + 1 for i in (spec.layers or [])]
+        teacher_index = matched_teacher_states(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
 
     if towers:
         from .towers import fit_scale, tower_inputs

@@ -102,13 +102,32 @@ def check_not_larger(student: nn.Module, teacher: nn.Module) -> None:
                          "distillation should shrink the ranker")
 
 
+def matched_teacher_states(student_layers: int, teacher_layers: int) -> list[int]:
+    """Which teacher hidden state (0 = embeddings, i = output of layer i) each student state imitates.
+
+    TinyBERT's uniform mapping (Jiao et al. 2020): student layer m of M learns teacher layer
+    m * N / M of N, so the student's last layer imitates the teacher's last one, the state the
+    classification head was trained to read. 2 of 6 -> [0, 3, 6]; 6 of 6 -> [0, 1, ..., 6].
+    """
+    return [round(m * teacher_layers / student_layers) for m in range(student_layers + 1)]
+
+
 class HiddenProjection(nn.Module):
     """Learned maps from the student's hidden size to the teacher's, one per matched layer
-    (TextBrewer's ``proj`` option); trained with the student and thrown away after."""
+    (TextBrewer's ``proj`` option); trained with the student and thrown away after.
+
+    Same-width maps start as the identity: a student cut from the teacher's layers already lives
+    in the teacher's space, and a random map would first pull its states away from it.
+    """
 
     def __init__(self, student_dim: int, teacher_dim: int, count: int):
         super().__init__()
         self.maps = nn.ModuleList(nn.Linear(student_dim, teacher_dim) for _ in range(count))
+        if student_dim == teacher_dim:
+            with torch.no_grad():
+                for m in self.maps:
+                    m.weight.copy_(torch.eye(teacher_dim))
+                    m.bias.zero_()
 
     def forward(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
         return self.maps[i](hidden)
