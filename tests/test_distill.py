@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from edgerank.cli import main
 from edgerank.modeling import ModelError, load_cross_encoder
-from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss
+from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss, auto_temperature
 from edgerank.train.students import (HiddenProjection, check_not_larger, matched_teacher_states, select_layers,
                                      spread_layers, subclone)
 
@@ -80,6 +80,14 @@ def test_listwise_kl_and_score_mse():
     assert ScoreMSELoss()(t + 1.0, t, [5]).item() == pytest.approx(1.0)
 
 
+def test_auto_temperature_is_the_teachers_typical_within_query_spread():
+    teacher = np.array([0.1, 0.3, 5.0, 5.4, 9.0], dtype=np.float32)
+    groups = [np.array([0, 1]), np.array([2, 3]), np.array([4])]  # spreads 0.1 and 0.2; a 1-item list has none
+    assert auto_temperature(teacher, groups) == pytest.approx(0.15, rel=1e-5)
+    assert auto_temperature(teacher * 10, groups) == pytest.approx(1.5, rel=1e-5)  # follows the teacher's scale
+    assert auto_temperature(np.ones(4, dtype=np.float32), [np.array([0, 1]), np.array([2, 3])]) == 1.0
+
+
 def test_selected_layers_are_the_teachers(tiny_cross_encoder):
     teacher = load_cross_encoder(tiny_cross_encoder)
     student = select_layers(teacher, [1])
@@ -136,14 +144,18 @@ def test_narrow_student_trains_with_hidden_state_transfer(tiny_cross_encoder, ju
 def test_explicit_teacher_layers_pick_the_students_layers(tiny_cross_encoder, judged, tmp_path, home):
     out = tmp_path / "student"
     args = ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--batch-size", "8"]
-    result = run(*args, "--out", str(out), "--teacher-layers", "0", "--epochs", "1")
+    result = run(*args, "--out", str(out), "--teacher-layers", "0", "--epochs", "1", "--temperature", "auto")
     assert result.exit_code == 0, result.output
+    used = json.loads((out / "report.json").read_text())["train"]["temperature"]
+    assert f"listwise-kl temperature {used:.3f} (auto" in result.output and used > 0
     assert json.loads((out / "report.json").read_text())["student"]["layers"] == [0]  # the spread default is [1]
     clash = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--layers", "2", "--teacher-layers", "0"])
     assert clash.exit_code != 0 and "--layers 2 and --teacher-layers [0] disagree" in clash.output
     assert not (tmp_path / "b").exists()
     bad = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c"), "--teacher-layers", "0,x"])
     assert bad.exit_code == 2 and "expected comma-separated layer numbers" in bad.output
+    cold = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "d"), "--temperature", "0"])
+    assert cold.exit_code == 2 and "expected a positive number or 'auto'" in cold.output
 
 
 def test_teacher_scores_are_cached_and_reused(tiny_cross_encoder, judged, tmp_path, home):

@@ -18,6 +18,19 @@ def parse_layer_list(value: str | None) -> list[int] | None:
                                  param_hint="--teacher-layers") from None
 
 
+def parse_temperature(value: str) -> float | str:
+    """'auto' or a positive number; anything else is a usage error naming the option."""
+    if value == "auto":
+        return value
+    try:
+        t = float(value)
+    except ValueError:
+        t = 0.0
+    if not t > 0:
+        raise click.BadParameter(f"{value!r}: expected a positive number or 'auto'", param_hint="--temperature")
+    return t
+
+
 @click.command("distill", epilog=BAD_INPUT_HELP)
 @click.option("--teacher", required=True, type=click.Path(), help="Trained cross-encoder folder (with its head).")
 @click.option("--train", "train_path", required=True, type=click.Path(),
@@ -43,7 +56,8 @@ def parse_layer_list(value: str | None) -> list[int] | None:
               help="Teacher losses joined by '+': margin-mse, listwise-kl, mse.")
 @click.option("--label-weight", default=0.0, show_default=True, type=float, help="Add pointwise BCE on labels with this weight.")
 @click.option("--hidden-weight", type=float, help="Hidden-state transfer weight (default 1 for --hidden-size, else 0).")
-@click.option("--temperature", default=1.0, show_default=True, type=float, help="Softmax temperature of listwise-kl.")
+@click.option("--temperature", default="1.0", show_default=True, callback=lambda ctx, param, v: parse_temperature(v),
+              help="Softmax temperature of listwise-kl, or 'auto': the teacher's median within-query score spread.")
 @click.option("--extra-negatives", default=0, show_default=True, type=int,
               help="Add N teacher-scored products from other queries to each list.")
 @click.option("--teacher-scores", type=click.Path(), help="Precomputed scores (query_id, product_id, score) instead of running the teacher.")

@@ -16,7 +16,7 @@ from ..data import product_texts, read_table
 from ..io import atomic_dir, write_json
 from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
 from .loop import LoopConfig, train
-from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss
+from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss, auto_temperature
 from .students import (HiddenProjection, StudentSpec, check_not_larger, encoder_layers, matched_teacher_states,
                        select_layers, spread_layers, subclone)
 
@@ -39,7 +39,7 @@ class DistillConfig:
     losses: list[str] = field(default_factory=lambda: ["mse", "listwise-kl"])
     label_weight: float = 0.0  # weight of pointwise BCE on the table's labels, when it has them
     hidden_weight: float | None = None  # hidden-state transfer; default 1.0 for narrower students, else 0
-    temperature: float = 1.0
+    temperature: float | str = 1.0  # listwise-kl; "auto" = the teacher's median within-query spread
     max_length: int = 128
     extra_negatives: int = 0  # teacher-scored products from other queries added to each list
     teacher_scores: str | None = None
@@ -163,7 +163,12 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 
     has_labels = "relevance" in df.columns and config.label_weight > 0
     groups = group_queries(df, config.gain_offset) if "relevance" in df.columns else group_queries(df.assign(relevance=0.0))
-    losses = [make_teacher_loss(n, config.temperature) for n in config.losses]
+    temperature = config.temperature
+    if temperature == "auto":
+        temperature = auto_temperature(t_scores, [g.rows for g in groups])
+        if "listwise-kl" in config.losses:
+            log(f"listwise-kl temperature {temperature:.3f} (auto: the teacher's median within-query score spread)")
+    losses = [make_teacher_loss(n, float(temperature)) for n in config.losses]
     label_loss = None
     if has_labels:
         label_loss = PointwiseBCELoss(float(np.nanmax(np.concatenate([g.labels for g in groups]))) or 1.0)
@@ -223,6 +228,7 @@ def distill(config: DistillConfig, *, log=print) -> dict:
     stats = train(student, groups, step, config.loop, work, accelerator, extra_params=extra, desc="distill")
     student = accelerator.unwrap_model(student)
 
+    stats["temperature"] = float(temperature)
     result = {"edgerank_version": __version__, "student": dataclasses.asdict(spec), "train": stats,
               "parameters": {"student": count_parameters(student), "teacher": count_parameters(teacher)}}
     if accelerator.is_main_process:
