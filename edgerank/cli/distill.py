@@ -56,7 +56,7 @@ def parse_temperature(value: str) -> float | str:
               help="Teacher losses joined by '+': margin-mse, listwise-kl, mse.")
 @click.option("--label-weight", default=0.0, show_default=True, type=float, help="Add pointwise BCE on labels with this weight.")
 @click.option("--hidden-weight", type=float, help="Hidden-state transfer weight (default 1 for --hidden-size, else 0).")
-@click.option("--temperature", default="1.0", show_default=True, callback=lambda ctx, param, v: parse_temperature(v),
+@click.option("--temperature", default="auto", show_default=True, callback=lambda ctx, param, v: parse_temperature(v),
               help="Softmax temperature of listwise-kl, or 'auto': the teacher's median within-query score spread.")
 @click.option("--extra-negatives", default=0, show_default=True, type=int,
               help="Add N teacher-scored products from other queries to each list.")

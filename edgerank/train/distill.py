@@ -39,7 +39,7 @@ class DistillConfig:
     losses: list[str] = field(default_factory=lambda: ["mse", "listwise-kl"])
     label_weight: float = 0.0  # weight of pointwise BCE on the table's labels, when it has them
     hidden_weight: float | None = None  # hidden-state transfer; default 1.0 for narrower students, else 0
-    temperature: float | str = 1.0  # listwise-kl; "auto" = the teacher's median within-query spread
+    temperature: float | str = "auto"  # listwise-kl; "auto" = the teacher's median within-query spread
     max_length: int = 128
     extra_negatives: int = 0  # teacher-scored products from other queries added to each list
     teacher_scores: str | None = None
