@@ -7,7 +7,7 @@ products it does not put first; the loss is scaled by T² to keep gradient size 
 
 ``auto_temperature`` sets T from the teacher itself. A cross-encoder trained with BCE on graded labels
 can score one query's candidates within a few tenths of a logit of each other (the Home Depot teacher:
-median within-query spread 0.2): at T = 1 the softmax over them is nearly flat, the KL reduces to a
+median within-query spread 0.14): at T = 1 the softmax over them is nearly flat, the KL reduces to a
 centred MSE and says little about which product comes first. Dividing by the typical spread gives
 every teacher's lists the same sharpness, whatever scale its training left its logits on.
 """
