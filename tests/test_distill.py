@@ -88,6 +88,26 @@ def test_auto_temperature_is_the_teachers_typical_within_query_spread():
     assert auto_temperature(np.ones(4, dtype=np.float32), [np.array([0, 1]), np.array([2, 3])]) == 1.0
 
 
+def test_bm25_negatives_are_the_querys_best_unjudged_matches():
+    from edgerank.train.distill import add_extra_negatives
+
+    df = pd.DataFrame({
+        "query_id": ["q1", "q1", "q2"], "query": ["cordless drill", "cordless drill", "garden hose"],
+        "product_id": ["p1", "p2", "p3"], "relevance": [3, 2, 1],
+        "product_title": ["cordless drill 18v", "hammer drill", "green garden hose"],
+        "product_description": ["", "", "50 ft hose"]})
+    catalog = pd.DataFrame({
+        "query_id": ["q3", "q3", "q3"], "query": ["x", "x", "x"], "product_id": ["p4", "p5", "p6"],
+        "relevance": [1, 1, 1], "product_title": ["cordless drill battery", "patio chair", "hose reel"],
+        "product_description": ["", "", "for any garden hose"]})
+    out = add_extra_negatives(pd.concat([df, catalog], ignore_index=True), 1, seed=0, source="bm25")
+    extra = out[out["relevance"].isna()].set_index("query_id")["product_id"]
+    assert extra["q1"] == "p4" and extra["q2"] == "p6"  # the lexical near miss, never an own product
+    assert extra["q3"] not in {"p4", "p5", "p6"}
+    with pytest.raises(ModelError, match="negative source"):
+        add_extra_negatives(df, 1, seed=0, source="dense")
+
+
 def test_selected_layers_are_the_teachers(tiny_cross_encoder):
     teacher = load_cross_encoder(tiny_cross_encoder)
     student = select_layers(teacher, [1])
@@ -114,7 +134,7 @@ def test_subclone_keeps_the_first_dimensions_and_runs(tiny_cross_encoder):
 def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_path, home):
     out = tmp_path / "student"
     result = run("distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--dev", str(judged),
-                 "--out", str(out), "--layers", "1", "--epochs", "2", "--batch-size", "8", "--extra-negatives", "2",
+                 "--out", str(out), "--layers", "1", "--epochs", "2", "--batch-size", "8", "--extra-negatives", "2", "--negatives", "bm25",
                  "--label-weight", "0.5", "--report-dir", str(tmp_path / "results"))
     assert result.exit_code == 0, result.output
     assert "| teacher |" in result.output and "FLOPs per pair" in result.output
@@ -126,6 +146,7 @@ def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_p
     assert dev["flops_per_pair"]["student"] * 2 == pytest.approx(dev["flops_per_pair"]["teacher"], rel=0.01)
     recipe = json.loads((out / "edgerank_distill.json").read_text())
     assert recipe["config"]["losses"] == ["mse", "listwise-kl"] and recipe["config"]["extra_negatives"] == 2
+    assert recipe["config"]["negatives"] == "bm25"
     assert (tmp_path / "results" / "distill-student.json").exists()
     assert load_cross_encoder(out, require_head=True).config.num_hidden_layers == 1
     assert not (tmp_path / "student.partial").exists()

@@ -42,6 +42,7 @@ class DistillConfig:
     temperature: float | str = "auto"  # listwise-kl; "auto" = the teacher's median within-query spread
     max_length: int = 128
     extra_negatives: int = 0  # teacher-scored products from other queries added to each list
+    negatives: str = "random"  # where they come from: random, or bm25 (the query's best unjudged lexical matches)
     teacher_scores: str | None = None
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(lr=1e-4))
     columns: dict[str, str] = field(default_factory=dict)
@@ -60,23 +61,53 @@ def make_teacher_loss(name: str, temperature: float):
             "mse": lambda: ScoreMSELoss()}[name]()
 
 
-def add_extra_negatives(df: pd.DataFrame, per_query: int, seed: int) -> pd.DataFrame:
-    """Append, for each query, products judged for other queries, with no label: the student then
-    meets the easy off-topic candidates a shop's retrieval also returns, scored by the teacher."""
+NEGATIVE_SOURCES = ("random", "bm25")
+
+
+def add_extra_negatives(df: pd.DataFrame, per_query: int, seed: int, source: str = "random") -> pd.DataFrame:
+    """Append, for each query, products judged for other queries, with no label, for the teacher to
+    score. ``random`` draws the easy off-topic candidates a shop's retrieval also returns; ``bm25``
+    takes the catalog's best lexical matches the query was not judged on, the near misses a small
+    student must learn to order (more teacher signal on the part of the list that decides nDCG)."""
     if per_query <= 0:
         return df
-    rng = np.random.default_rng(seed)
+    if source not in NEGATIVE_SOURCES:
+        raise ModelError(f"unknown negative source {source!r} (choose from {', '.join(NEGATIVE_SOURCES)})")
     catalog = df.drop_duplicates("product_id")[["product_id", "product_title", "product_description"]].reset_index(drop=True)
+    queries = df.groupby("query_id", sort=False)
+    if source == "bm25":
+        candidates = _bm25_candidates(catalog, [rows["query"].iloc[0] for _, rows in queries],
+                                      per_query + int(queries.size().max()))
+    else:
+        rng = np.random.default_rng(seed)
+        candidates = [rng.choice(len(catalog), size=min(len(catalog), per_query * 3), replace=False) for _ in range(queries.ngroups)]
     extra = []
-    for qid, rows in df.groupby("query_id", sort=False):
-        own = set(rows["product_id"])
-        pick = catalog.iloc[rng.choice(len(catalog), size=min(len(catalog), per_query * 3), replace=False)]
-        pick = pick[~pick["product_id"].isin(own)].head(per_query).copy()
+    for (qid, rows), picks in zip(queries, candidates):
+        pick = catalog.iloc[picks]
+        pick = pick[~pick["product_id"].isin(set(rows["product_id"]))].head(per_query).copy()
         pick["query_id"], pick["query"] = qid, rows["query"].iloc[0]
         extra.append(pick)
     out = pd.concat([df] + extra, ignore_index=True)
     if "relevance" in df.columns:
         out["relevance"] = out["relevance"].astype(float)  # NaN = unjudged
+    return out
+
+
+def _bm25_candidates(catalog: pd.DataFrame, queries: list[str], k: int) -> list[np.ndarray]:
+    """Catalog rows of each query's top-``k`` BM25 matches, best first (same BM25 as the baseline's)."""
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(product_texts(catalog), stopwords="en", show_progress=False), show_progress=False)
+    k = min(k, len(catalog))
+    out = []
+    for query in queries:
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        scores = retriever.get_scores(tokens) if tokens else np.zeros(len(catalog))
+        out.append(np.argsort(-scores, kind="stable")[:k])
     return out
 
 
@@ -149,7 +180,7 @@ def distill(config: DistillConfig, *, log=print) -> dict:
     df, report = read_table(config.train, columns=config.columns, label_map=config.label_map, require_relevance=False)
     for w in report.warnings():
         log(f"warning: {w}")
-    df = add_extra_negatives(df, config.extra_negatives, config.loop.seed)
+    df = add_extra_negatives(df, config.extra_negatives, config.loop.seed, config.negatives)
     pairs = pd.DataFrame({"query_id": df["query_id"], "query": df["query"], "product_id": df["product_id"],
                           "text": product_texts(df)})
     from .scores import teacher_scores
