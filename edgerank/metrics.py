@@ -110,20 +110,27 @@ class BM25Baseline:
     b: float = 0.75
 
     def score(self, groups: Sequence[QueryGroup]) -> list[np.ndarray]:
-        import logging
-
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG on import: its per-call "Building index" lines would
-        # reach the terminal whenever some other library has configured the root logger.
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         corpus = sorted({t for g in groups for t in g.texts})
         position = {t: i for i, t in enumerate(corpus)}
-        retriever = bm25s.BM25(k1=self.k1, b=self.b)
-        retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
-        out = []
-        for g in groups:
-            tokens = bm25s.tokenize([g.query], stopwords="en", return_ids=False, show_progress=False)[0]
-            full = retriever.get_scores(tokens) if tokens else np.zeros(len(corpus))
-            out.append(np.asarray([full[position[t]] for t in g.texts], dtype=np.float64))
-        return out
+        scores = bm25_scorer(corpus, self.k1, self.b)
+        return [np.asarray([full[position[t]] for t in g.texts], dtype=np.float64)
+                for g, full in zip(groups, map(scores, (g.query for g in groups)))]
+
+
+def bm25_scorer(corpus: Sequence[str], k1: float = 1.5, b: float = 0.75):
+    """Index ``corpus`` once; the returned function gives one query's BM25 score for every text."""
+    import logging
+
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG on import: its per-call "Building index" lines would
+    # reach the terminal whenever some other library has configured the root logger.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(bm25s.tokenize(list(corpus), stopwords="en", show_progress=False), show_progress=False)
+
+    def scores(query: str) -> np.ndarray:
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        return retriever.get_scores(tokens) if tokens else np.zeros(len(corpus))
+
+    return scores

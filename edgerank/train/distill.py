@@ -14,6 +14,7 @@ import pandas as pd
 from .. import __version__
 from ..data import product_texts, read_table
 from ..io import atomic_dir, write_json
+from ..metrics import bm25_scorer
 from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
 from .loop import LoopConfig, train
 from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss, auto_temperature
@@ -94,21 +95,9 @@ def add_extra_negatives(df: pd.DataFrame, per_query: int, seed: int, source: str
 
 
 def _bm25_candidates(catalog: pd.DataFrame, queries: list[str], k: int) -> list[np.ndarray]:
-    """Catalog rows of each query's top-``k`` BM25 matches, best first (same BM25 as the baseline's)."""
-    import logging
-
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(product_texts(catalog), stopwords="en", show_progress=False), show_progress=False)
-    k = min(k, len(catalog))
-    out = []
-    for query in queries:
-        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
-        scores = retriever.get_scores(tokens) if tokens else np.zeros(len(catalog))
-        out.append(np.argsort(-scores, kind="stable")[:k])
-    return out
+    """Catalog rows of each query's top-``k`` BM25 matches, best first (the baseline's BM25)."""
+    scores = bm25_scorer(product_texts(catalog))
+    return [np.argsort(-scores(query), kind="stable")[:k] for query in queries]
 
 
 def build_student(config: DistillConfig, teacher) -> tuple[object, StudentSpec, Path | None]:
