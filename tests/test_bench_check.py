@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgerank.bench import BenchError
-from edgerank.bench.check import compare, parse_fraction, report
+from edgerank.bench.check import best_of, compare, latency_regressed, parse_fraction, report
 from edgerank.cli import main
 
 
@@ -40,6 +40,18 @@ def test_latency_is_compared_relative_to_the_reference():
     assert report(compare(_results(p50=12.0), base, max_regression=0.25))[0]
     passed, text = report(compare(_results(p50=20.0), base))
     assert not passed and "REGRESSION: art: latency N=10" in text and "+100.0%" in text
+
+
+def test_a_retry_clears_a_noisy_attempt_but_not_a_slower_ranker():
+    base = _results()
+    noisy, calm = _results(p50=16.0), _results(p50=10.5, ndcg=0.1)
+    assert latency_regressed(compare(noisy, base))
+    merged = best_of([noisy, calm])
+    assert merged["attempts"] == 2 and merged["subjects"][0]["latency"]["10"]["p50_ms"] == 10.5
+    assert merged["subjects"][0]["quality"]["ndcg@10"] == 0.8  # quality stays the first run's
+    assert report(compare(merged, base))[0]
+    assert not report(compare(best_of([_results(p50=20.0), _results(p50=19.0)]), base))[0]
+    assert not latency_regressed(compare(_results(ndcg=0.7), base))  # a quality drop is not retried
 
 
 def test_quality_drop_and_missing_subjects_fail():
@@ -80,7 +92,9 @@ def gate_artifact(tiny_cross_encoder, tmp_path_factory) -> Path:
 def test_gate_fails_an_injected_2x_slowdown_and_passes_an_unchanged_rerun(gate_artifact, tiny_judged_csv, tmp_path):
     """Run through a suite file, as CI would. The test's tolerance is 50%, not the 15% a CI gate uses:
     this 2-core machine shares its cores with training jobs, and a test must not fail on their noise.
-    50% still separates an unchanged rerun (1x) from the injected slowdown (2x) with margin both ways."""
+    50% still separates an unchanged rerun (1x) from the injected slowdown (2x) with margin both ways,
+    and --retries (2 by default) re-times a rerun that a neighbour's burst pushed over it: once in CI an
+    unchanged rerun's floor read +62% on a single attempt."""
     suite = tmp_path / "gate.toml"
     suite.write_text(f'data = "{tiny_judged_csv}"\nartifacts = ["{gate_artifact}"]\ncandidates = [10]\n'
                      'queries = "all"\nwarmup = 2\nrepeat = 5\nthreads = 1\nmax_length = 64\nmemory = false\n'
@@ -98,6 +112,7 @@ def test_gate_fails_an_injected_2x_slowdown_and_passes_an_unchanged_rerun(gate_a
     slow = runner.invoke(main, ["bench", "--suite", str(suite), "--check", str(baseline), "--inject-slowdown", "2.0"])
     assert slow.exit_code == 1, slow.output
     assert "REGRESSION: tiny-int8: latency N=10" in slow.output and "Testing hook active" in slow.output
+    assert "attempt 3 of 3" in slow.output  # the slowdown survived every re-timing
 
 
 def test_gate_refuses_a_baseline_of_another_workload(gate_artifact, tiny_judged_csv, tmp_path):

@@ -8,6 +8,11 @@ measure the neighbours (on a shared 2-core box, p50 ratios of an unchanged rerun
 +80%). p50/p95/p99 are reported, not gated. Quality (nDCG@10 and MRR@10 on
 the judged lists) is deterministic for a given artifact and data, so it gets a small absolute
 tolerance rather than a percentage.
+
+Even minimums move when a neighbour holds the other core for a whole run (an unchanged rerun in CI
+once read +62%), so a latency regression is only reported if it survives re-timing: the command
+re-runs the bench up to ``--retries`` times and gates each subject's best attempt (``best_of``). A
+real slowdown is there in every attempt; a neighbour's burst rarely is.
 """
 
 from __future__ import annotations
@@ -77,8 +82,7 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression
             continue
         for n, b in base.get("latency", {}).items():
             c = cur["latency"][n]
-            key, ms = (("floor_ratio_to_reference", "min_ms") if "floor_ratio_to_reference" in b
-                       else ("ratio_to_reference", "p50_ms"))  # baselines recorded before the floor ratio
+            key, ms = _gated(b)
             change = c[key] / b[key] - 1
             findings.append(Finding(
                 base["name"], f"latency N={n}", b[key], c[key], change > max_regression,
@@ -95,6 +99,36 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression
             findings.append(Finding(base["name"], metric, b, c, drop > max_quality_drop,
                                     f"{c:.4f} (baseline {b:.4f}, drop {drop:+.4f}, allowed {max_quality_drop})"))
     return findings
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run with each subject's latency per N taken from the attempt of lowest gated ratio.
+
+    Quality is left as the first run measured it: it is deterministic, so a retry cannot change it.
+    """
+    if not runs:
+        raise ValueError("no runs to combine")
+    merged = [{**s, "latency": dict(s.get("latency", {}))} for s in runs[0]["subjects"]]
+    by_name = {s["name"]: s["latency"] for s in merged}
+    for run in runs[1:]:
+        for subject in run["subjects"]:
+            kept = by_name.get(subject["name"], {})
+            for n, lat in subject.get("latency", {}).items():
+                key = _gated(lat)[0]
+                if n in kept and lat[key] < kept[n][key]:
+                    kept[n] = lat
+    return {**runs[0], "subjects": merged, "attempts": len(runs)}
+
+
+def _gated(latency: dict[str, Any]) -> tuple[str, str]:
+    """The gated ratio's key and the milliseconds it is made of (p50 in baselines older than the floor)."""
+    return (("floor_ratio_to_reference", "min_ms") if "floor_ratio_to_reference" in latency
+            else ("ratio_to_reference", "p50_ms"))
+
+
+def latency_regressed(findings: list[Finding]) -> bool:
+    """Whether any regression is one a re-timing could clear (latency, not quality or a missing subject)."""
+    return any(f.regressed and f.metric.startswith("latency") for f in findings)
 
 
 def report(findings: list[Finding]) -> tuple[bool, str]:
