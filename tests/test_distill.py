@@ -108,6 +108,26 @@ def test_bm25_negatives_are_the_querys_best_unjudged_matches():
         add_extra_negatives(df, 1, seed=0, source="dense")
 
 
+def test_augmented_copies_perturb_one_query_word_and_keep_the_list_unlabelled():
+    from edgerank.train.augment import augment_queries, perturb
+
+    df = pd.DataFrame({
+        "query_id": ["q1", "q1", "q2"], "query": ["cordless drill", "cordless drill", "hose"],
+        "product_id": ["p1", "p2", "p3"], "relevance": [3.0, 2.0, 1.0],
+        "product_title": ["cordless drill 18v", "hammer drill with case", "hose"], "product_description": ["", "", ""]})
+    out = augment_queries(df, 3, seed=0)
+    assert out.iloc[:3].equals(df) and out.iloc[3:]["relevance"].isna().all()
+    copies = out.iloc[3:].groupby("query_id")
+    assert 1 <= copies.ngroups <= 3 and all(qid.startswith("q1#") for qid in copies.groups)  # "hose" has no new word
+    for qid, rows in copies:
+        assert list(rows["product_id"]) == ["p1", "p2"] and rows["query"].nunique() == 1
+        new = rows["query"].iloc[0].split()
+        assert new != ["cordless", "drill"] and abs(len(new) - 2) <= 1
+        assert set(new) - {"cordless", "drill"} <= {"18v", "hammer", "case"}  # title words, never "with"
+    assert augment_queries(df, 3, seed=0).equals(out)  # same seed, same copies, same content-hashed ids
+    assert perturb("hose", ["hose"], np.random.default_rng(0)) is None
+
+
 def test_selected_layers_are_the_teachers(tiny_cross_encoder):
     teacher = load_cross_encoder(tiny_cross_encoder)
     student = select_layers(teacher, [1])
@@ -135,7 +155,7 @@ def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_p
     out = tmp_path / "student"
     result = run("distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--dev", str(judged),
                  "--out", str(out), "--layers", "1", "--epochs", "2", "--batch-size", "8", "--extra-negatives", "2", "--negatives", "bm25",
-                 "--label-weight", "0.5", "--report-dir", str(tmp_path / "results"))
+                 "--augment", "1", "--label-weight", "0.5", "--report-dir", str(tmp_path / "results"))
     assert result.exit_code == 0, result.output
     assert "| teacher |" in result.output and "FLOPs per pair" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -146,7 +166,7 @@ def test_distill_cli_writes_student_and_report(tiny_cross_encoder, judged, tmp_p
     assert dev["flops_per_pair"]["student"] * 2 == pytest.approx(dev["flops_per_pair"]["teacher"], rel=0.01)
     recipe = json.loads((out / "edgerank_distill.json").read_text())
     assert recipe["config"]["losses"] == ["mse", "listwise-kl"] and recipe["config"]["extra_negatives"] == 2
-    assert recipe["config"]["negatives"] == "bm25"
+    assert recipe["config"]["negatives"] == "bm25" and recipe["config"]["augment"] == 1
     assert (tmp_path / "results" / "distill-student.json").exists()
     assert load_cross_encoder(out, require_head=True).config.num_hidden_layers == 1
     assert not (tmp_path / "student.partial").exists()

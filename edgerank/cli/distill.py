@@ -63,6 +63,9 @@ def parse_temperature(value: str) -> float | str:
 @click.option("--negatives", default="random", show_default=True, type=click.Choice(["random", "bm25"]),
               help="Where --extra-negatives come from: random catalog products, or each query's best "
                    "unjudged BM25 matches (near misses).")
+@click.option("--augment", default=0, show_default=True, type=int,
+              help="Add N teacher-scored copies of each query's list under a perturbed query (a word dropped, "
+                   "replaced or added from the list's titles): more teacher judgements for a small student.")
 @click.option("--teacher-scores", type=click.Path(), help="Precomputed scores (query_id, product_id, score) instead of running the teacher.")
 @click.option("--epochs", default=1.0, show_default=True, type=float)
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Pairs per batch (whole queries).")
@@ -75,7 +78,7 @@ def parse_temperature(value: str) -> float | str:
 @run_guarded
 def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, separate_towers,
             layers, teacher_layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
-            negatives, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
+            negatives, augment, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
             gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
     another model (--student). --student-kind late-interaction / bi-encoder trains catalog towers
@@ -89,7 +92,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
         teacher=teacher, train=train_path, dev=dev_path, out=out, layers=layers, teacher_layers=teacher_layers, student=student_dir,
         hidden_size=hidden_size, losses=[x.strip() for x in loss.split("+") if x.strip()], label_weight=label_weight,
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives, negatives=negatives,
-        teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
+        augment=augment, teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
         query_max_length=query_max_length, pooled_weight=pooled_weight, shared_towers=not separate_towers,
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
         **parse_data_options(columns, label_map, gain_offset))

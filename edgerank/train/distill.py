@@ -16,6 +16,7 @@ from ..data import product_texts, read_table
 from ..io import atomic_dir, write_json
 from ..metrics import bm25_scorer
 from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
+from .augment import augment_queries
 from .loop import LoopConfig, train
 from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss, auto_temperature
 from .students import (HiddenProjection, StudentSpec, check_not_larger, encoder_layers, matched_teacher_states,
@@ -44,6 +45,7 @@ class DistillConfig:
     max_length: int = 128
     extra_negatives: int = 0  # teacher-scored products from other queries added to each list
     negatives: str = "random"  # where they come from: random, or bm25 (the query's best unjudged lexical matches)
+    augment: int = 0  # teacher-scored copies of each query's list under a perturbed query (train/augment.py)
     teacher_scores: str | None = None
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(lr=1e-4))
     columns: dict[str, str] = field(default_factory=dict)
@@ -169,6 +171,10 @@ def distill(config: DistillConfig, *, log=print) -> dict:
     df, report = read_table(config.train, columns=config.columns, label_map=config.label_map, require_relevance=False)
     for w in report.warnings():
         log(f"warning: {w}")
+    if config.augment:
+        before = len(df)
+        df = augment_queries(df, config.augment, config.loop.seed)
+        log(f"augment: {len(df) - before} pairs under perturbed queries added to {before} (unlabelled, teacher-scored)")
     df = add_extra_negatives(df, config.extra_negatives, config.loop.seed, config.negatives)
     pairs = pd.DataFrame({"query_id": df["query_id"], "query": df["query"], "product_id": df["product_id"],
                           "text": product_texts(df)})
