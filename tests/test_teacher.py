@@ -182,3 +182,28 @@ def test_packaged_backbone_teacher_on_real_home_depot_slice(tmp_path, shared_dat
     for ranker in ("model", "bm25"):
         assert 0.0 < report[ranker]["ndcg@10"] <= 1.0
     assert "| BM25 |" in result.stdout
+
+
+def test_every_epoch_of_a_multi_epoch_run_has_its_steps(tmp_path):
+    """Whole-query packing gives each epoch's shuffle its own batch count (here 9 for the first epoch,
+    8 after): a run sized by the first epoch ran off the end of a shorter later one (IndexError in
+    epoch 2 of a 3-epoch distillation)."""
+    from accelerate import Accelerator
+
+    from edgerank.data import QueryGroup
+    from edgerank.train.loop import LoopConfig, query_batches, train
+
+    sizes = [1, 16, 9, 3, 15, 7, 2, 11, 5, 14, 8, 13] * 2
+    groups = [QueryGroup(query_id=str(i), query="q", product_ids=tuple(map(str, range(n))), texts=("t",) * n,
+                         labels=np.zeros(n), rows=np.arange(n)) for i, n in enumerate(sizes)]
+    counts = [len(query_batches(groups, 32, seed)) for seed in range(3)]
+    assert counts[0] > min(counts[1:]), counts  # the case that failed
+    model = torch.nn.Linear(1, 1)
+    seen = []
+
+    def step(m, batch):
+        seen.append(sum(len(g.texts) for g in batch))
+        return m(torch.ones(len(batch), 1)).pow(2).mean()
+
+    stats = train(model, groups, step, LoopConfig(epochs=3, batch_size=32), tmp_path / "work", Accelerator(cpu=True))
+    assert stats["steps"] == len(seen) == 3 * min(counts)

@@ -69,8 +69,9 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     world, rank = accelerator.num_processes, accelerator.process_index
     epochs = max(1, math.ceil(config.epochs))
     per_epoch = [query_batches(groups, config.batch_size, config.seed + e) for e in range(epochs)]
-    # every process needs the same number of steps or DDP's collectives hang
-    steps_per_epoch = len(per_epoch[0]) // world
+    # Every process needs the same number of steps or DDP's collectives hang, and every epoch must
+    # hold them: packing whole queries gives each epoch's shuffle a slightly different batch count.
+    steps_per_epoch = min(len(batches) for batches in per_epoch) // world
     total = int(steps_per_epoch * config.epochs)
     if total < 1:
         raise DataError(f"too little training data: {len(groups)} queries make no full batch per process "
