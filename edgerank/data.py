@@ -306,12 +306,15 @@ def group_queries(df: pd.DataFrame, offset: float | str = "auto") -> list[QueryG
     texts = np.asarray(product_texts(df), dtype=object)
     has_labels = "relevance" in df.columns
     gains = (df["relevance"].to_numpy(dtype=np.float64) - off) if has_labels else None
+    # Columns become arrays once: converting a (pyarrow-backed) column per query made this quadratic
+    # in the table, minutes for the 250k rows of an augmented Home Depot train set.
+    queries, product_ids = df["query"].to_numpy(dtype=object), df["product_id"].to_numpy(dtype=object)
     groups = []
     for qid, idx in df.groupby("query_id", sort=False).indices.items():
         groups.append(QueryGroup(
             query_id=str(qid),
-            query=str(df["query"].iat[idx[0]]),
-            product_ids=tuple(df["product_id"].to_numpy()[idx]),
+            query=str(queries[idx[0]]),
+            product_ids=tuple(product_ids[idx]),
             texts=tuple(texts[idx]),
             labels=gains[idx] if gains is not None else None,
             rows=np.asarray(idx),

@@ -55,9 +55,10 @@ def augment_queries(df: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
         return df
     rng = np.random.default_rng(seed)
     texts = np.asarray(product_texts(df), dtype=object)
-    extra = []
+    queries = df["query"].to_numpy(dtype=object)
+    picks, new_queries, new_ids = [], [], []  # one frame built at the end: a copy per query took minutes
     for qid, idx in df.groupby("query_id", sort=False).indices.items():
-        query = str(df["query"].iat[idx[0]])
+        query = str(queries[idx[0]])
         title_words = [w for t in texts[idx] for w in _WORD.findall(str(t).lower()) if len(w) > 1 and w not in _FUNCTION_WORDS]
         seen = {query}
         for _ in range(copies):
@@ -65,13 +66,13 @@ def augment_queries(df: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
             if new is None or new in seen:
                 continue
             seen.add(new)
-            rows = df.iloc[idx].copy()
-            rows["query"] = new
-            rows["query_id"] = f"{qid}#{hashlib.sha1(new.encode()).hexdigest()[:10]}"
-            extra.append(rows)
-    if not extra:
+            picks.append(idx)
+            new_queries += [new] * len(idx)
+            new_ids += [f"{qid}#{hashlib.sha1(new.encode()).hexdigest()[:10]}"] * len(idx)
+    if not picks:
         return df
-    out = pd.concat([df] + extra, ignore_index=True)
+    extra = df.iloc[np.concatenate(picks)].assign(query=new_queries, query_id=new_ids)
+    out = pd.concat([df, extra], ignore_index=True)
     if "relevance" in df.columns:
         out["relevance"] = out["relevance"].astype(float)
         out.loc[len(df):, "relevance"] = np.nan  # the raters judged the original query, not the copy
