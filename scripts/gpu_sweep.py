@@ -90,17 +90,17 @@ def fp16_copy(src: Path, dst: Path) -> None:
                   dst / f.name, metadata={"format": "pt"})
 
 
-def pack(folder: Path, out: Path, stem: str, budget: list[int], compress: bool = False) -> None:
-    """``folder`` as a tar split into pieces, unless the pieces would overrun what is left to return."""
+def pack(folder: Path, out: Path, stem: str, room: int, compress: bool = False) -> int:
+    """``folder`` as a tar split into pieces in ``out``; the bytes written, 0 when it would not fit in
+    the ``room`` left to return."""
     tar = Path(tempfile.gettempdir()) / f"{stem}.tar{'.gz' if compress else ''}"
     with tarfile.open(tar, "w:gz" if compress else "w") as t:
         t.add(folder, arcname=folder.name)
     size = tar.stat().st_size
-    if size > budget[0]:
-        log(f"not returning {stem} ({size} bytes, {budget[0]} left)")
+    if size > room:
+        log(f"not returning {stem} ({size} bytes, {room} left)")
         tar.unlink()
-        return
-    budget[0] -= size
+        return 0
     with open(tar, "rb") as f:
         i = 0
         while block := f.read(PIECE):
@@ -108,6 +108,7 @@ def pack(folder: Path, out: Path, stem: str, budget: list[int], compress: bool =
             i += 1
     tar.unlink()
     log(f"returned {stem}: {size} bytes in {i} piece(s)")
+    return size
 
 
 def main() -> None:
@@ -156,13 +157,13 @@ def main() -> None:
             args = ["distill", "--teacher", str(teacher), *common, "--out", str(work / name), "--epochs", str(epochs),
                     "--report-dir", str(results), *opts]
             log(f"start {name}: {epochs} epoch(s)")
-            procs[name] = (subprocess.Popen(CLI + args, stdout=open(logs / f"{name}.log", "w"),
-                                            stderr=subprocess.STDOUT, env=env), args)
+            procs[name] = subprocess.Popen(CLI + args, stdout=open(logs / f"{name}.log", "w"),
+                                           stderr=subprocess.STDOUT, env=env)
         kill_at = time.monotonic() + max(budget, 60) + 30
         exported = False
         while procs:
             time.sleep(2)
-            for name, (p, args) in list(procs.items()):
+            for name, p in list(procs.items()):
                 if p.poll() is not None:
                     log(f"{name} exited {p.returncode}")
                     del procs[name]
@@ -172,8 +173,6 @@ def main() -> None:
             if not exported and not any(n.startswith("s-2x384") for n in procs):
                 exported = True
                 export_best(work, results, a, env, left)
-        if not exported:
-            export_best(work, results, a, env, left)
         artifact = work / "s-int8"
         if artifact.exists() and left() > 60:
             run(["bench", "--teacher", str(teacher), "--artifact", str(artifact), "--data", a.dev,
@@ -184,11 +183,11 @@ def main() -> None:
     finally:
         for f in logs.iterdir():
             shutil.copy(f, results / f.name)
-        room = [RETURN_LIMIT]
-        pack(results, out, "results", room, compress=True)
+        room = RETURN_LIMIT
+        room -= pack(results, out, "results", room, compress=True)
         if (teacher / "config.json").exists():
             fp16_copy(teacher, work / "hd-teacher-gpu-fp16")
-            pack(work / "hd-teacher-gpu-fp16", out, "teacher-fp16", room)
+            room -= pack(work / "hd-teacher-gpu-fp16", out, "teacher-fp16", room)
         if (work / "s-int8" / "manifest.json").exists():
             pack(work / "s-int8", out, "s-int8", room)
         log(f"done, {left():.0f} s before the deadline")
