@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from .data import evaluable, group_queries, read_table
-from .metrics import BM25Baseline, agreement, evaluate, gain_kept
+from .metrics import BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, ndcg_per_query
 
 #: Below this spread of logits a model is treated as constant. A collapsed teacher (e.g. one trained
 #: from fp16 weights loaded as-is) still scores, and tie-averaged nDCG hides it behind a plausible number.
@@ -35,7 +35,8 @@ def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128,
     else:
         scores = score_groups(model, tokenizer, groups, max_length=max_length, batch_size=batch_size, progress=True)
     seconds = time.perf_counter() - t0
-    report = {"data": str(data), "model": evaluate(groups, scores), "bm25": evaluate(groups, BM25Baseline().score(groups)),
+    bm25 = BM25Baseline().score(groups)
+    report = {"data": str(data), "model": evaluate(groups, scores), "bm25": evaluate(groups, bm25),
               "pairs": int(sum(len(g.texts) for g in groups)), "score_seconds": round(seconds, 2)}
     report["gain_over_bm25"] = report["model"]["ndcg@10"] - report["bm25"]["ndcg@10"]
     flat = np.concatenate(scores)
@@ -49,6 +50,7 @@ def evaluate_model(model, tokenizer, data: str | Path, *, max_length: int = 128,
         report["teacher"] = evaluate(groups, t_scores)
         report["gain_kept"] = gain_kept(report["model"]["ndcg@10"], report["teacher"]["ndcg@10"],
                                         report["bm25"]["ndcg@10"])
+        report["gain_kept_ci95"] = list(gain_kept_interval(*(ndcg_per_query(groups, s) for s in (scores, t_scores, bm25))))
         report["agreement"] = agreement(t_scores, scores)
     return report
 
@@ -63,6 +65,7 @@ def format_report(report: dict) -> str:
     lines += [f"| {n} | {m['ndcg@10']:.4f} | {m['ndcg@5']:.4f} | {m['mrr@10']:.4f} |" for n, m in rows]
     tail = f"{report['model']['queries']} queries, {report['pairs']} pairs; gain over BM25 {report['gain_over_bm25']:+.4f}"
     if "gain_kept" in report:
-        tail += (f"; teacher's gain kept {report['gain_kept']:.1%}; Kendall tau vs teacher "
-                 f"{report['agreement']['kendall_tau']:.3f}")
+        low, high = report["gain_kept_ci95"]
+        tail += (f"; teacher's gain kept {report['gain_kept']:.1%} (95% CI over queries {low:.0%} to {high:.0%}); "
+                 f"Kendall tau vs teacher {report['agreement']['kendall_tau']:.3f}")
     return "\n".join(lines + ["", tail] + [f"warning: {w}" for w in report.get("warnings", [])])

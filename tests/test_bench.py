@@ -149,6 +149,7 @@ def test_same_weights_rank_the_same(run_results):
         assert q["kendall_tau"] > 0.99 and q["top10_overlap"] == 1.0, s["name"]
     teacher = run_results["subjects"][0]
     assert teacher["quality"]["gain_kept"] == pytest.approx(1.0)
+    assert teacher["quality"]["gain_kept_ci95"] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert run_results["bm25"]["judged"]["queries"] == 12
 
 

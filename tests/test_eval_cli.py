@@ -48,6 +48,7 @@ def test_teacher_adds_gain_kept_and_agreement(tiny_cross_encoder, tiny_model_fac
     report = json.loads(out.read_text())
     m, t, b = (report[k]["ndcg@10"] for k in ("model", "teacher", "bm25"))
     assert report["gain_kept"] == pytest.approx((m - b) / (t - b))
+    assert "95% CI over queries" in result.stdout and len(report["gain_kept_ci95"]) == 2
     assert -1.0 <= report["agreement"]["kendall_tau"] <= 1.0
     assert 0.0 <= report["agreement"]["top5_overlap"] <= 1.0
 
@@ -56,6 +57,7 @@ def test_teacher_adds_gain_kept_and_agreement(tiny_cross_encoder, tiny_model_fac
     assert same.exit_code == 0, same.output
     report = json.loads(out.read_text())
     assert report["gain_kept"] == pytest.approx(1.0)
+    assert report["gain_kept_ci95"] == [pytest.approx(1.0), pytest.approx(1.0)]  # paired: no resample differs
     assert report["agreement"]["kendall_tau"] == pytest.approx(1.0)
 
 

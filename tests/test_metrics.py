@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgerank.data import QueryGroup
-from edgerank.metrics import BM25Baseline, agreement, evaluate, gain_kept, mrr_at_k, ndcg_at_k
+from edgerank.metrics import (BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, mrr_at_k, ndcg_at_k,
+                              ndcg_per_query)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the `test` extra")
 
@@ -83,6 +84,35 @@ def test_gain_kept_is_the_share_of_the_teachers_improvement():
     assert gain_kept(model=0.95, teacher=0.95, baseline=0.85) == pytest.approx(1.0)
     assert gain_kept(model=0.80, teacher=0.95, baseline=0.85) == pytest.approx(-0.5)  # worse than BM25
     assert np.isnan(gain_kept(model=0.9, teacher=0.85, baseline=0.85))
+
+
+def test_ndcg_per_query_lists_the_queries_evaluate_averages():
+    groups = [_group("a", ["x", "y"], [1.0, 0.0]), _group("b", ["x", "y"], [1.0, 1.0]),
+              _group("c", ["x", "y", "z"], [0.0, 0.0, 1.0])]
+    scores = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([3.0, 2.0, 1.0])]
+    per_query = ndcg_per_query(groups, scores)
+    assert per_query.tolist() == pytest.approx([1.0, 0.5])  # query b has one label and is left out
+    assert per_query.mean() == pytest.approx(evaluate(groups, scores)["ndcg@10"])
+
+
+def test_gain_kept_interval_resamples_queries_paired_across_rankers():
+    rng = np.random.default_rng(3)
+    baseline = rng.uniform(0.6, 0.9, 500)
+    teacher = baseline + rng.normal(0.02, 0.05, 500)
+    # a model that is the teacher on every query keeps all of its gain in every resample: only a
+    # paired bootstrap (the same queries for all three) gives exactly [1, 1]
+    assert gain_kept_interval(teacher, teacher, baseline) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert gain_kept_interval(baseline, teacher, baseline) == (pytest.approx(0.0), pytest.approx(0.0))
+    half = baseline + (teacher - baseline) / 2 + rng.normal(0.0, 0.03, 500)
+    low, high = gain_kept_interval(half, teacher, baseline)
+    point = gain_kept(half.mean(), teacher.mean(), baseline.mean())
+    assert low < point < high and high - low < 0.6
+    assert gain_kept_interval(half, teacher, baseline) == (low, high)  # seeded: reports are reproducible
+    # ten times fewer queries: a wider interval
+    low10, high10 = gain_kept_interval(half[:50], teacher[:50], baseline[:50])
+    assert high10 - low10 > 2 * (high - low)
+    with pytest.raises(ValueError, match="same non-empty list"):
+        gain_kept_interval(half[:10], teacher, baseline)
 
 
 def test_agreement_kendall_tau_and_top_overlap():

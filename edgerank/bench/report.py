@@ -20,6 +20,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
         ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _kept(quality: dict[str, Any]) -> str:
+    """The share of the teacher's gain kept, with its 95% bootstrap interval when the run has one."""
+    ci = quality.get("gain_kept_ci95")
+    if ci is None or any(math.isnan(v) for v in ci):
+        return _fmt(quality.get("gain_kept"), ".1%")
+    return f"{_fmt(quality.get('gain_kept'), '.1%')} ({ci[0]:.0%} to {ci[1]:.0%})"
+
+
 def quality_table(results: dict[str, Any]) -> list[str]:
     """One row per subject: what it costs to hold and how well it ranks (judged lists)."""
     rows = []
@@ -28,14 +36,14 @@ def quality_table(results: dict[str, Any]) -> list[str]:
         rows.append([s["name"], str(s.get("precision") or "–"), str(s.get("device") or "–"), _fmt(s.get("size_mb")),
                      _fmt(s.get("load_ms"), ".0f"),
                      _fmt(mem.get("peak_rss_mb"), ".0f") if "error" not in mem else "error",
-                     _fmt(q.get("ndcg@10"), ".4f"), _fmt(q.get("mrr@10"), ".4f"), _fmt(q.get("gain_kept"), ".1%"),
+                     _fmt(q.get("ndcg@10"), ".4f"), _fmt(q.get("mrr@10"), ".4f"), _kept(q),
                      _fmt(q.get("kendall_tau"), ".3f"), _fmt(q.get("top10_overlap"), ".2f")])
     bm25 = results["bm25"]["judged"]
     rows.append(["BM25", "–", "–", "–", "–", "–", _fmt(bm25["ndcg@10"], ".4f"), _fmt(bm25["mrr@10"], ".4f"),
                  "0.0%", "–", "–"])
     n = results["workload"]["headline_n"]
     return _table(["subject", "precision", "device", "size MB", "load ms", "peak RSS MB", "nDCG@10", "MRR@10",
-                   "teacher gain kept", f"Kendall τ (N={n})", f"top-10 overlap (N={n})"], rows)
+                   "teacher gain kept (95% CI)", f"Kendall τ (N={n})", f"top-10 overlap (N={n})"], rows)
 
 
 def latency_table(results: dict[str, Any]) -> list[str]:

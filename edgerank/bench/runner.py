@@ -22,7 +22,7 @@ import numpy as np
 from .. import __version__
 from ..artifact import sha256_file
 from ..data import group_queries, read_table
-from ..metrics import BM25Baseline, agreement, evaluate, gain_kept
+from ..metrics import BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, ndcg_per_query
 from . import BenchError
 from .candidates import build_candidates, product_records, sample_queries
 from .catalog import catalog_products, index_catalog, is_catalog_artifact
@@ -189,9 +189,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
                 log(f"    skipped: {entry['skipped']}")
             results.append(entry)
 
-        bm25 = _bm25(judged_groups, lists)
+        bm25, bm25_judged = _bm25(judged_groups, lists)
         teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
-        _add_quality(results, scores, judged_groups, lists, bm25, teacher)
+        _add_quality(results, scores, judged_groups, lists, bm25, bm25_judged, teacher)
         _add_ratios(results, teacher)
         ref_ms = [r["ms"] for r in references]
         return {
@@ -246,12 +246,15 @@ def _bench_subject(item: Planned, judged, records, config: BenchConfig):
     return entry, subject_scores
 
 
-def _bm25(judged, lists) -> dict[str, Any]:
+def _bm25(judged, lists) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """BM25's metrics on the judged lists and each list of N, and its scores of the judged lists
+    (the per-query baseline of the gain-kept interval)."""
     bm25 = BM25Baseline()
-    out = {"judged": evaluate(judged, bm25.score(judged))}
+    judged_scores = bm25.score(judged)
+    out = {"judged": evaluate(judged, judged_scores)}
     for n, groups in lists.items():
         out[str(n)] = _evaluate_or_none(groups, bm25.score(groups))
-    return out
+    return out, judged_scores
 
 
 def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
@@ -261,9 +264,10 @@ def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
         return None
 
 
-def _add_quality(results, scores, judged, lists, bm25, teacher: str | None) -> None:
+def _add_quality(results, scores, judged, lists, bm25, bm25_judged, teacher: str | None) -> None:
     """nDCG@10 / MRR@10 on the judged lists and on each list of N, and, with a teacher, the share of
-    its gain over BM25 kept and the agreement with its order (Kendall tau, top-10 overlap)."""
+    its gain over BM25 kept (with its bootstrap interval over queries) and the agreement with its
+    order (Kendall tau, top-10 overlap)."""
     head = headline_n(sorted(lists))
     for entry in results:
         if entry["name"] not in scores:
@@ -280,6 +284,8 @@ def _add_quality(results, scores, judged, lists, bm25, teacher: str | None) -> N
         t = scores[teacher]
         t_ndcg = evaluate(judged, t["judged"])["ndcg@10"]
         entry["quality"]["gain_kept"] = gain_kept(q["ndcg@10"], t_ndcg, bm25["judged"]["ndcg@10"])
+        entry["quality"]["gain_kept_ci95"] = list(gain_kept_interval(
+            *(ndcg_per_query(judged, s) for s in (own["judged"], t["judged"], bm25_judged))))
         agree = agreement(t[head], own[head], top=10)
         entry["quality"].update({"kendall_tau": agree["kendall_tau"], "top10_overlap": agree["top10_overlap"],
                                  "agreement_n": head})
