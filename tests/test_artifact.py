@@ -26,7 +26,8 @@ def artifact(exported, tmp_path):
 
 def test_exported_artifact_loads_and_pins_every_file(artifact):
     art = load_artifact(artifact)
-    assert set(art.manifest["files"]) == {"model.onnx", "tokenizer.json"}
+    assert set(art.manifest["files"]) == {"model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"}
+    assert art.manifest["hf"] == {"config": "config.json", "tokenizer_config": "tokenizer_config.json"}
     assert art.graph()["file"] == "model.onnx" and art.kind == "cross-encoder"
 
 

@@ -201,18 +201,45 @@ def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(tiny_artifact, ti
     assert fewer["workload"]["quality_queries"] == fewer["subjects"][0]["quality"]["queries"] == 5
 
 
+@pytest.fixture
+def moved_artifact(tiny_artifact, tmp_path) -> Path:
+    """The tiny artifact copied where its torch source folder is not (as on a device)."""
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["source"]["model"] = str(tmp_path / "gone")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_graph_peers_need_only_the_artifact_torch_peer_needs_the_source(moved_artifact):
+    from edgerank.bench.peers import make_peers
+    from edgerank.bench.subjects import ArtifactSubject
+
+    subjects, skipped = make_peers(["st", "st-onnx", "optimum", "ort"], ArtifactSubject(name="moved", path=str(moved_artifact)),
+                                   threads=1, max_length=64)
+    assert [s["name"] for s in skipped] == ["st · moved"] and "source model folder" in skipped[0]["reason"]
+    assert sorted(s.name for s in subjects) == ["optimum · moved", "ort · moved", "st-onnx · moved"]
+    assert all(s.model_dir is None for s in subjects if s.type == "venv-peer")  # the artifact's own HF files
+    config = json.loads((moved_artifact / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2 and (moved_artifact / "tokenizer_config.json").is_file()
+
+
 @pytest.mark.skipif(not __import__("edgerank.bench.peers", fromlist=["x"]).OPTIMUM_VENV.exists(),
                     reason=".venv-optimum absent (scripts/setup_optimum_venv.sh creates it)")
 @pytest.mark.slow
-def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, tiny_artifact, tiny_cross_encoder,
+def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, moved_artifact, tiny_cross_encoder,
                                                          tiny_judged_csv):
+    """From the artifact folder alone: its source folder is gone, its own HF config files suffice."""
     from edgerank.bench.runner import BenchConfig, run_bench
 
-    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)],
+    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(moved_artifact)],
                                     teacher=str(tiny_cross_encoder), candidates=[4], queries=None, warmup=1, repeat=2,
                                     threads=1, max_length=64, peers=["optimum", "st-onnx"], memory=False, gpu=False))
     by_name = {s["name"]: s for s in results["subjects"]}
-    for name in ("optimum · tiny-fp32", "st-onnx · tiny-fp32"):
+    for name in ("optimum · moved", "st-onnx · moved"):
         s = by_name[name]
         assert s["quality"]["kendall_tau"] > 0.99 and s["memory"]["peak_rss_mb"] > 0 and s["load_ms"] > 0
         assert s["versions"]["transformers"].startswith("4.")

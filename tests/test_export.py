@@ -48,7 +48,7 @@ def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
                                     "outputs": ["logits"]}
     assert m["tokenizer"]["max_length"] == 32 and m["tokenizer"]["truncation"] == "longest_first"
     assert m["score"]["raw"] == "logit" and m["score"]["probability"]["method"] == "sigmoid"
-    assert set(m["files"]) == {"model.onnx", "tokenizer.json"}
+    assert set(m["files"]) == {"model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"}
     assert m["parity"]["fp32"]["max_abs_diff"] < 1e-4 and m["parity"]["pairs"] > 0
     # Byte-identical tokenizer file, and scores equal torch's on pairs parity never saw.
     assert (out / "tokenizer.json").read_bytes() == (tiny_cross_encoder / "tokenizer.json").read_bytes()

@@ -36,6 +36,8 @@ def test_pruned_artifact_scores_the_shops_text_exactly_and_is_smaller(tiny_cross
     assert vocab["unchanged_parity_pairs"] == 1.0  # parity pairs come from the same table
     assert vocab["embedding_parameters_removed"] == (vocab["of"] - vocab["kept"]) * 32
     assert (pruned / "model.onnx").stat().st_size < 0.2 * (full / "model.onnx").stat().st_size
+    # the HF config the artifact carries (for optimum-based peers) describes the pruned graph, not the source
+    assert json.loads((pruned / "config.json").read_text())["vocab_size"] == vocab["kept"]
 
     rows = tiny_judged_rows()
     queries, titles = [r["query"] for r in rows], [r["product_title"] for r in rows]

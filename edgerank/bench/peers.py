@@ -2,7 +2,8 @@
 
 - ``st``: sentence-transformers ``CrossEncoder`` (torch) on the artifact's source model folder, with
   its default ``predict`` batching — what most Python shops run today.
-- ``st-onnx``: the same class with ``backend="onnx"`` on the artifact's own graph. It needs
+- ``st-onnx``: the same class with ``backend="onnx"`` on the artifact's own graph (and the HF config
+  the artifact carries, or its source folder's for artifacts exported before it did). It needs
   optimum-onnx, which pins transformers<4.58, so it runs in ``.venv-optimum`` (see below).
 - ``ort``: plain ONNX Runtime on the artifact's own graph, as its tutorials write it: the tokenizer
   pads every pair to the longest, one ``session.run`` over all candidates, no length buckets, no
@@ -129,7 +130,7 @@ class VenvPeerSubject(Subject):
     in_process: ClassVar[bool] = False
     name: str
     backend: str  # "optimum" | "st-onnx"
-    model_dir: str
+    model_dir: str | None  # HF config + tokenizer files; None: the artifact's own (manifest "hf")
     artifact: str
     threads: int | None = None
     max_length: int = 128
@@ -148,7 +149,8 @@ class VenvPeerSubject(Subject):
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         self._proc = subprocess.Popen([str(python), str(PEER_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, env=env)
-        reply = self._ask({"op": "load", "backend": self.backend, "model_dir": self.model_dir,
+        model_dir = self.model_dir or str(art.path)
+        reply = self._ask({"op": "load", "backend": self.backend, "model_dir": model_dir,
                            "onnx": str(art.file(art.graph("model")["file"])), "threads": self.threads,
                            "max_length": int((art.manifest.get("tokenizer") or {}).get("max_length", self.max_length))})
         self.reported.update(load_ms=reply["load_ms"], versions=reply.get("versions", {}))
@@ -186,22 +188,30 @@ class VenvPeerSubject(Subject):
 
 def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | None,
                max_length: int) -> tuple[list[Subject], list[dict[str, str]]]:
-    """Peers of one artifact (on its graph or its source model), and notes for those that cannot run."""
-    source = artifact.describe().get("source_model")
+    """Peers of one artifact (on its graph or its source model), and notes for those that cannot run.
+
+    ``st`` runs torch, so it needs the source weights; the graph's peers need only HF config files,
+    which the artifact carries itself (older artifacts: from the source folder)."""
+    described = artifact.describe()
+    source = described.get("source_model")
     has_source = bool(source) and (Path(source) / "config.json").is_file()
+    missing = {"reason": f"needs the artifact's source model folder (manifest source.model = {source!r} "
+                         "is not a model folder here)"}
     subjects: list[Subject] = []
     skipped: list[dict[str, str]] = []
     for peer in names:
         name = f"{peer} · {artifact.name}"
         if peer == "ort":
             subjects.append(PlainOrtSubject(name=name, artifact=artifact.path, threads=threads))
-        elif not has_source:
-            skipped.append({"name": name, "reason": f"needs the artifact's source model folder (manifest "
-                                                   f"source.model = {source!r} is not a model folder here)"})
         elif peer == "st":
-            subjects.append(SentenceTransformersSubject(name=name, model_dir=source, threads=threads,
-                                                        max_length=max_length))
+            if has_source:
+                subjects.append(SentenceTransformersSubject(name=name, model_dir=source, threads=threads,
+                                                            max_length=max_length))
+            else:
+                skipped.append({"name": name} | missing)
+        elif described.get("hf_config") or has_source:
+            subjects.append(VenvPeerSubject(name=name, backend=peer, model_dir=None if described.get("hf_config") else source,
+                                            artifact=artifact.path, threads=threads, max_length=max_length))
         else:
-            subjects.append(VenvPeerSubject(name=name, backend=peer, model_dir=source, artifact=artifact.path,
-                                            threads=threads, max_length=max_length))
+            skipped.append({"name": name} | missing)
     return subjects, skipped

@@ -116,7 +116,8 @@ class ArtifactSubject(Subject):
         return {"path": str(self.path), "kind": art.kind, "precision": art.manifest.get("precision"),
                 "device": ",".join(self.providers or ["CPUExecutionProvider"]),
                 "size_bytes": folder_size(art.path, list(art.manifest.get("files", {})) + ["manifest.json"]),
-                "source_model": (art.manifest.get("source") or {}).get("model")}
+                "source_model": (art.manifest.get("source") or {}).get("model"),
+                "hf_config": bool(art.manifest.get("hf"))}
 
     def close(self):
         self._ranker = None

@@ -26,6 +26,7 @@ from .scoring import ort_session, pair_tokenizer, score_groups_onnx
 
 GRAPH = "model.onnx"
 TOKENIZER = "tokenizer.json"
+HF_FILES = {"config": "config.json", "tokenizer_config": "tokenizer_config.json"}
 BUILD_SCRIPT = "build_engine.sh"
 
 
@@ -44,6 +45,18 @@ def save_tokenizer(model_dir: Path, tokenizer, dest: Path) -> None:
         shutil.copyfile(model_dir / TOKENIZER, dest)
     else:
         tokenizer.backend_tokenizer.save(str(dest))
+
+
+def save_hf_config(model, tokenizer, dest: Path) -> dict[str, str]:
+    """The graph's model config and tokenizer config, beside the graph: with them the artifact folder
+    alone is a model folder for optimum's ``ORTModelForSequenceClassification`` and
+    sentence-transformers' ONNX backend (the bench's peers on the same graph), so neither needs the
+    torch source folder, which a device copy of the artifact does not have. The runtime reads neither."""
+    model.config.to_json_file(dest / HF_FILES["config"])
+    with tempfile.TemporaryDirectory(prefix="edgerank-hf-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        shutil.copyfile(Path(tmp) / HF_FILES["tokenizer_config"], dest / HF_FILES["tokenizer_config"])
+    return dict(HF_FILES)
 
 
 def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precision: str | None = None,
@@ -93,6 +106,7 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
             (folder / TOKENIZER).write_text(pruned.tokenizer_json, encoding="utf-8")
         else:
             save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
+        hf = save_hf_config(model, tokenizer, folder)
         ort_tokenizer = pair_tokenizer(folder / TOKENIZER, config.max_length, tokenizer.pad_token_id,
                                        tokenizer.pad_token)
         fp32 = scratch / "fp32.onnx"
@@ -136,6 +150,7 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
             "tokenizer": {"file": TOKENIZER, "max_length": config.max_length, "truncation": "longest_first",
                           "pair": True, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
                           "vocabulary": vocabulary},
+            "hf": hf,
             "score": {"raw": "logit", "probability": probability},
             "calibration": details.pop("calibration", None),
             "parity": checks,
