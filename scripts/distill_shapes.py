@@ -42,7 +42,7 @@ def main() -> None:
             max_length=args.max_length, loop=LoopConfig(epochs=args.epochs, lr=1e-4), report_dir=str(Path(args.results).parent)))
         dev = result["dev"]
         rows.append((shape, result["student"]["layers"], result["parameters"]["student"], dev["flops_per_pair"]["student"],
-                     dev["model"]["ndcg@10"], dev["gain_kept"], dev["agreement"]["kendall_tau"], dev["agreement"]["top5_overlap"],
+                     dev["model"]["ndcg@10"], dev["gain_kept"], dev["gain_kept_ci95"], dev["agreement"]["kendall_tau"], dev["agreement"]["top5_overlap"],
                      time.perf_counter() - started))
         teacher, bm25, tflops = dev["teacher"]["ndcg@10"], dev["bm25"]["ndcg@10"], dev["flops_per_pair"]["teacher"]
         lines = [f"# Student shapes distilled from {args.teacher}", "",
@@ -50,10 +50,10 @@ def main() -> None:
                  f"--shapes {args.shapes} --epochs {args.epochs} --extra-negatives {args.extra_negatives} --max-length {args.max_length}`",
                  "", f"Teacher nDCG@10 {teacher:.4f}, BM25 {bm25:.4f} (gain {teacher - bm25:+.4f}); teacher FLOPs/pair "
                  f"{tflops / 1e6:.0f}M at the dev median length.", "",
-                 "| shape (layers x hidden) | teacher layers kept | params | FLOPs/pair | nDCG@10 | gain kept | Kendall tau | top-5 overlap | wall (s) |",
+                 "| shape (layers x hidden) | teacher layers kept | params | FLOPs/pair | nDCG@10 | gain kept (95% CI over queries) | Kendall tau | top-5 overlap | wall (s) |",
                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {s} | {l} | {p / 1e6:.1f}M | {f / 1e6:.0f}M ({f / tflops:.0%}) | {n:.4f} | {g:.1%} | {k:.3f} | {o:.3f} | {w:.0f} |"
-                  for s, l, p, f, n, g, k, o, w in rows]
+        lines += [f"| {s} | {l} | {p / 1e6:.1f}M | {f / 1e6:.0f}M ({f / tflops:.0%}) | {n:.4f} | {g:.1%} ({c[0]:.0%} to {c[1]:.0%}) | {k:.3f} | {o:.3f} | {w:.0f} |"
+                  for s, l, p, f, n, g, c, k, o, w in rows]
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text("\n".join(lines) + "\n")
         print("\n".join(lines[-len(rows) - 2:]), flush=True)
