@@ -44,9 +44,9 @@ class Artifact:
     ``source`` {model, sha256}, ``precision``, ``graphs`` {role: {file, inputs, outputs}} (role
     ``model`` for a cross-encoder; ``query`` / ``product`` for the two towers of catalog students),
     ``tokenizer`` {file, max_length, truncation}, ``score`` {raw, probability: {method, temperature,
-    bias}}, ``calibration``, ``parity``, ``quality``, ``files`` {name: sha256}; cross-encoders
-    exported since the bench's optimum peers ran on device copies also name ``hf`` {config,
-    tokenizer_config}: the Hugging Face files that make the folder loadable by optimum.
+    bias}}, ``calibration``, ``parity``, ``quality``, ``files`` {name: sha256}; a cross-encoder's
+    ``hf`` {config, tokenizer_config} names the Hugging Face files that make the folder loadable by
+    optimum on its own (older artifacts lack it; the runtime never reads them).
     """
 
     path: Path
