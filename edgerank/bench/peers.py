@@ -195,6 +195,7 @@ def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | No
     described = artifact.describe()
     source = described.get("source_model")
     has_source = bool(source) and (Path(source) / "config.json").is_file()
+    own_config = bool(described.get("hf_config"))
     missing = {"reason": f"needs the artifact's source model folder (manifest source.model = {source!r} "
                          "is not a model folder here)"}
     subjects: list[Subject] = []
@@ -209,8 +210,8 @@ def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | No
                                                             max_length=max_length))
             else:
                 skipped.append({"name": name} | missing)
-        elif described.get("hf_config") or has_source:
-            subjects.append(VenvPeerSubject(name=name, backend=peer, model_dir=None if described.get("hf_config") else source,
+        elif own_config or has_source:
+            subjects.append(VenvPeerSubject(name=name, backend=peer, model_dir=None if own_config else source,
                                             artifact=artifact.path, threads=threads, max_length=max_length))
         else:
             skipped.append({"name": name} | missing)
