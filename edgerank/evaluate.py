@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from .data import evaluable, group_queries, read_table
-from .metrics import BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, ndcg_per_query
+from .metrics import BM25Baseline, agreement, evaluate, format_kept, gain_kept, gain_kept_interval, ndcg_per_query
 
 #: Below this spread of logits a model is treated as constant. A collapsed teacher (e.g. one trained
 #: from fp16 weights loaded as-is) still scores, and tie-averaged nDCG hides it behind a plausible number.
@@ -65,7 +65,7 @@ def format_report(report: dict) -> str:
     lines += [f"| {n} | {m['ndcg@10']:.4f} | {m['ndcg@5']:.4f} | {m['mrr@10']:.4f} |" for n, m in rows]
     tail = f"{report['model']['queries']} queries, {report['pairs']} pairs; gain over BM25 {report['gain_over_bm25']:+.4f}"
     if "gain_kept" in report:
-        low, high = report["gain_kept_ci95"]
-        tail += (f"; teacher's gain kept {report['gain_kept']:.1%} (95% CI over queries {low:.0%} to {high:.0%}); "
+        tail += (f"; teacher's gain kept, with its 95% CI over queries: "
+                 f"{format_kept(report['gain_kept'], report['gain_kept_ci95'])}; "
                  f"Kendall tau vs teacher {report['agreement']['kendall_tau']:.3f}")
     return "\n".join(lines + ["", tail] + [f"warning: {w}" for w in report.get("warnings", [])])

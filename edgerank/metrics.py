@@ -119,6 +119,14 @@ def gain_kept_interval(model: np.ndarray, teacher: np.ndarray, baseline: np.ndar
     return float(low), float(high)
 
 
+def format_kept(kept: float, interval: Sequence[float] | None) -> str:
+    """``83.1% (48% to 120%)``: a share of a small gain is only readable beside its interval, so every
+    report prints the two together (the share alone when there is no interval)."""
+    if interval is None or any(np.isnan(v) for v in interval):
+        return f"{kept:.1%}"
+    return f"{kept:.1%} ({interval[0]:.0%} to {interval[1]:.0%})"
+
+
 def agreement(reference: Sequence[np.ndarray], scores: Sequence[np.ndarray], top: int = 5) -> dict[str, float]:
     """How closely a model reproduces a reference order: mean Kendall tau-b per query and the mean
     overlap of the top-``top`` sets (lists shorter than ``top`` compare their whole length)."""

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from edgerank.metrics import format_kept
 from edgerank.train.distill import DistillConfig, distill
 from edgerank.train.loop import LoopConfig
 
@@ -52,7 +53,7 @@ def main() -> None:
                  f"{tflops / 1e6:.0f}M at the dev median length.", "",
                  "| shape (layers x hidden) | teacher layers kept | params | FLOPs/pair | nDCG@10 | gain kept (95% CI over queries) | Kendall tau | top-5 overlap | wall (s) |",
                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {s} | {l} | {p / 1e6:.1f}M | {f / 1e6:.0f}M ({f / tflops:.0%}) | {n:.4f} | {g:.1%} ({c[0]:.0%} to {c[1]:.0%}) | {k:.3f} | {o:.3f} | {w:.0f} |"
+        lines += [f"| {s} | {l} | {p / 1e6:.1f}M | {f / 1e6:.0f}M ({f / tflops:.0%}) | {n:.4f} | {format_kept(g, c)} | {k:.3f} | {o:.3f} | {w:.0f} |"
                   for s, l, p, f, n, g, c, k, o, w in rows]
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text("\n".join(lines) + "\n")

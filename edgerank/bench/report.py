@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_bytes, write_json
+from ..metrics import format_kept
 
 
 def _fmt(value: Any, spec: str = ".1f", suffix: str = "") -> str:
@@ -21,11 +22,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _kept(quality: dict[str, Any]) -> str:
-    """The share of the teacher's gain kept, with its 95% bootstrap interval when the run has one."""
-    ci = quality.get("gain_kept_ci95")
-    if ci is None or any(math.isnan(v) for v in ci):
-        return _fmt(quality.get("gain_kept"), ".1%")
-    return f"{_fmt(quality.get('gain_kept'), '.1%')} ({ci[0]:.0%} to {ci[1]:.0%})"
+    """The share of the teacher's gain kept and its 95% interval; a dash without a teacher (or a share)."""
+    if quality.get("gain_kept") is None or math.isnan(quality["gain_kept"]):
+        return "–"
+    return format_kept(quality["gain_kept"], quality.get("gain_kept_ci95"))
 
 
 def quality_table(results: dict[str, Any]) -> list[str]:
