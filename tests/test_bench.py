@@ -116,6 +116,54 @@ def test_time_calls_warms_up_repeats_and_injects_a_slowdown():
     assert min(slowed) >= 2 * 0.004 and np.median(slowed) > 1.6 * np.median(seconds)
 
 
+class _Sleeper:
+    """A subject whose calls sleep ``ms`` times the machine's current slowness, logging each call."""
+
+    def __init__(self, name, ms, log, machine):
+        self.name, self.ms, self.log, self.machine = name, ms, log, machine
+
+    def measure(self, lists, *, warmup, repeat, slowdown=1.0):
+        def call(q):
+            return lambda: (self.log.append((self.name, q)), time.sleep(self.ms * self.machine[0] / 1e3))
+        return time_calls([call(q) for q, _ in lists], warmup=warmup, repeat=repeat, slowdown=slowdown)
+
+
+def test_interleaved_peer_ratio_cancels_a_machine_that_slows_down_midway():
+    """A peer twice as slow as edgerank on a machine that halves its speed between the two separate
+    timing passes reads 1x timed apart; interleaved, it reads 2x, and the interval says so."""
+    from edgerank.bench.paired import interleave, paired_ratio
+
+    log, machine = [], [1.0]
+    edgerank, peer = _Sleeper("e", 3, log, machine), _Sleeper("p", 6, log, machine)
+    lists = [(f"q{i}", []) for i in range(8)]
+    apart_e, _ = edgerank.measure(lists, warmup=0, repeat=1)
+    machine[0] = 0.5
+    apart_p, _ = peer.measure(lists, warmup=0, repeat=1)
+    assert np.median(apart_p) / np.median(apart_e) == pytest.approx(1.0, rel=0.25)
+
+    log.clear()
+    machine[0] = 1.0
+    e, p = interleave(edgerank, peer, lists, warmup=1, repeat=2)
+    assert e.shape == p.shape == (2, 8)
+    # warm-ups first (discarded), then each list on both sides back to back, the order alternating
+    assert log[:2] == [("e", "q0"), ("p", "q0")]
+    assert log[2:8] == [("e", "q0"), ("p", "q0"), ("p", "q1"), ("e", "q1"), ("e", "q2"), ("p", "q2")]
+    ratio = paired_ratio(e, p)
+    assert ratio["ratio"] == pytest.approx(2.0, rel=0.25) and ratio["samples"] == 16
+    assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1] and ratio["ci95"][0] > 1.4
+    assert ratio["peer_p50_ms"] > ratio["edgerank_p50_ms"] >= 3.0
+
+
+def test_paired_ratio_is_exact_on_proportional_times_and_refuses_mismatched_shapes():
+    from edgerank.bench.paired import paired_ratio
+
+    drift = np.linspace(1.0, 3.0, 20).reshape(2, 10)  # the machine slows threefold over the run
+    out = paired_ratio(0.01 * drift, 0.013 * drift)
+    assert out["ratio"] == pytest.approx(1.3) and out["ci95"] == [pytest.approx(1.3), pytest.approx(1.3)]
+    with pytest.raises(ValueError, match="same non-empty shape"):
+        paired_ratio(np.ones((2, 3)), np.ones((2, 4)))
+
+
 def test_reference_workload_reports_its_shape():
     ref = ReferenceWorkload(tokens=64, hidden=32, inner=64).run(threads=1, repeat=3)
     assert ref["ms"] > 0 and ref["shape"] == {"tokens": 64, "hidden": 32, "inner": 64} and ref["gflops"] > 0
@@ -135,6 +183,13 @@ def test_run_measures_every_subject(run_results):
         assert s["size_mb"] > 0 and s["load_ms"] > 0
     peers = [s for s in run_results["subjects"] if s["role"] == "peer"]
     assert all(s["peer_of"] == "tiny-fp32" and s["latency"]["10"]["vs_edgerank"] > 0 for s in peers)
+    for s in peers:  # timed again, interleaved with their artifact, on every list of every N
+        for lat in s["latency"].values():
+            paired = lat["paired"]
+            assert paired["samples"] == 12 * 3 and paired["ratio"] > 0
+            assert paired["ci95"][0] <= paired["ratio"] <= paired["ci95"][1]
+    assert all("paired" not in lat for s in run_results["subjects"] if s["role"] != "peer"
+               for lat in s["latency"].values())
     assert run_results["workload"]["queries"] == 12 and run_results["workload"]["headline_n"] == 10
     assert run_results["machine"]["logical_cores"] >= 1 and "numpy" in run_results["machine"]["libraries"]
     assert run_results["skipped"] == []  # --no-gpu: no GPU note either
@@ -171,6 +226,9 @@ def test_markdown_json_and_plot(run_results, tmp_path):
     for s in run_results["subjects"]:
         assert f"| {s['name']} |" in text
     assert "| BM25 |" in text and "Machine:" in text and "p50 ms" in text
+    assert "peer / edgerank, interleaved (95% CI)" in text
+    ort = run_results["subjects"][3]["latency"]["10"]["paired"]
+    assert f"{ort['ratio']:.2f}× ({ort['ci95'][0]:.2f} to {ort['ci95'][1]:.2f})" in text
     write_results(run_results, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
     assert json.loads((tmp_path / "r.json").read_text())["subjects"][1]["name"] == "tiny-fp32"
     png = plot_pareto(run_results, tmp_path / "pareto.png")
@@ -243,6 +301,7 @@ def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, moved_art
         s = by_name[name]
         assert s["quality"]["kendall_tau"] > 0.99 and s["memory"]["peak_rss_mb"] > 0 and s["load_ms"] > 0
         assert s["versions"]["transformers"].startswith("4.")
+        assert s["latency"]["4"]["paired"]["samples"] == 12 * 2  # one list per request to the peer's process
 
 
 def test_gpu_subjects_skip_cleanly_without_cuda():

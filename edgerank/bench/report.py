@@ -56,10 +56,18 @@ def latency_table(results: dict[str, Any]) -> list[str]:
                 continue
             rows.append([s["name"], str(n), _fmt(lat["p50_ms"], ".2f"), _fmt(lat["p95_ms"], ".2f"),
                          _fmt(lat["p99_ms"], ".2f"), _fmt(lat["pairs_per_s"], ".0f"),
-                         _fmt(lat.get("speedup_vs_teacher"), ".2f", "×"), _fmt(lat.get("vs_edgerank"), ".2f", "×"),
-                         _fmt(lat.get("ndcg@10"), ".4f")])
+                         _fmt(lat.get("speedup_vs_teacher"), ".2f", "×"), _paired(lat.get("paired")),
+                         _fmt(lat.get("vs_edgerank"), ".2f", "×"), _fmt(lat.get("ndcg@10"), ".4f")])
     return _table(["subject", "N", "p50 ms", "p95 ms", "p99 ms", "pairs/s", "speed-up vs teacher",
-                   "peer p50 / edgerank p50", "nDCG@10 (N list)"], rows)
+                   "peer / edgerank, interleaved (95% CI)", "peer / edgerank, timed apart", "nDCG@10 (N list)"], rows)
+
+
+def _paired(paired: dict[str, Any] | None) -> str:
+    """A peer's interleaved p50 ratio with its interval over lists (``paired.py``); a dash for non-peers."""
+    if not paired:
+        return "–"
+    low, high = paired["ci95"]
+    return f"{paired['ratio']:.2f}× ({low:.2f} to {high:.2f})"
 
 
 def machine_line(machine: dict[str, Any]) -> str:
@@ -76,7 +84,10 @@ def to_markdown(results: dict[str, Any]) -> str:
              f"{w['queries']} timed queries, candidate lists of {', '.join(map(str, w['candidates']))} "
              f"(judged products topped up from the file's catalog, seed {w['seed']}); {w['threads']} threads, "
              f"{w['warmup']} warm-up calls, {w['repeat']} timed calls per list; max length {w['max_length']}.", "",
-             "### Latency of ranking one query's N candidates", ""]
+             "### Latency of ranking one query's N candidates", "",
+             "Peer ratios (> 1: edgerank is faster): *interleaved* times the peer and its edgerank artifact "
+             "back to back on every list, so machine drift cancels (the headline); *timed apart* divides the "
+             "p50s of the two separate timing passes, minutes apart.", ""]
     lines += latency_table(results)
     lines += ["", f"### Size, memory and quality ({w.get('quality_queries', w['queries'])} judged lists; gain kept = "
               "share of the teacher's nDCG@10 gain over BM25)", ""]

@@ -4,7 +4,8 @@ Order of work per subject: load (timed, imports excluded), peak RSS in a fresh p
 pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer),
 then for each candidate count N the timing loop over the sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
 and each subject's latency is divided by the references around it, so a machine that slows down
-midway (another job starting) moves both numbers together.
+midway (another job starting) moves both numbers together. Last, every peer runs again interleaved
+list by list with its edgerank artifact (``paired.py``): the peer ratios the report leads with.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .candidates import build_candidates, product_records, sample_queries
 from .catalog import catalog_products, index_catalog, is_catalog_artifact
 from .machine import describe_machine
 from .memory import probe
+from .paired import interleave, paired_ratio
 from .peers import PEERS, PeerUnavailable, make_peers
 from .reference import ReferenceWorkload
 from .subjects import ArtifactSubject, Subject, TorchSubject, timed_load
@@ -189,6 +191,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
                 log(f"    skipped: {entry['skipped']}")
             results.append(entry)
 
+        _add_paired(plan, results, records, config, log)
         bm25, bm25_judged = _bm25(judged_groups, lists)
         teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
         _add_quality(results, scores, judged_groups, lists, bm25, bm25_judged, teacher)
@@ -244,6 +247,32 @@ def _bench_subject(item: Planned, judged, records, config: BenchConfig):
     entry["size_mb"] = entry.pop("size_bytes") / _MB
     entry["notes"] = subject.notes
     return entry, subject_scores
+
+
+def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, config: BenchConfig,
+                log: Callable[[str], None]) -> None:
+    """Each measured peer timed again, interleaved list by list with its edgerank artifact
+    (``paired.py``): the peer ratio that machine drift between subjects cannot move."""
+    measured = {e["name"] for e in results if "latency" in e}
+    by_name = {p.subject.name: p.subject for p in plan}
+    for item in plan:
+        if item.role != "peer" or item.subject.name not in measured or item.peer_of not in measured:
+            continue
+        peer, edgerank = item.subject, by_name[item.peer_of]
+        log(f"interleaved: {peer.name} with {edgerank.name}")
+        entry = next(e for e in results if e["name"] == peer.name)
+        try:
+            edgerank.load()
+            peer.load()
+            for n, lists in records.items():
+                seconds = interleave(edgerank, peer, lists, warmup=config.warmup, repeat=config.repeat,
+                                     slowdown=config.slowdown)
+                entry["latency"][str(n)]["paired"] = paired_ratio(*seconds)
+        except PeerUnavailable as e:
+            entry["notes"].append(f"no interleaved timing: {e}")
+        finally:
+            peer.close()
+            edgerank.close()
 
 
 def _bm25(judged, lists) -> tuple[dict[str, Any], list[np.ndarray]]:

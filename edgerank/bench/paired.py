@@ -1,0 +1,51 @@
+"""Peer ratios from interleaved timing: edgerank and one peer take turns on every candidate list.
+
+Each subject is otherwise timed in its own stretch of the run, minutes apart, and a shared CPU does
+not hold its speed that long: on the 2-core machine of bench/results/homedepot-dev.md the same INT8
+graph on the same lists took 48, 65 and 87 ms (p50) in three passes a few minutes apart, and the
+ratio of separately timed p50s (st-onnx over edgerank) read 1.25x in one suite run and 1.34x in
+another. Timing the two back to back on each list puts both under the same machine state, so the
+drift cancels in the ratio; the order within a pair alternates from list to list, so neither side
+always runs on the caches the other just warmed. The interval resamples whole lists (both sides'
+calls on a list together), like the quality intervals resample whole queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .subjects import CandidateList, Subject
+
+
+def interleave(edgerank: Subject, peer: Subject, lists: Sequence[CandidateList], *, warmup: int, repeat: int,
+               slowdown: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds of each side's calls, shape (repeat, lists): list i of round r ran on both sides back to
+    back, edgerank first on even lists and the peer first on odd ones. Both subjects must be loaded."""
+    for subject in (edgerank, peer):  # max(warmup, 1) calls each on the first list, discarded
+        subject.measure(lists[:1], warmup=max(warmup - 1, 0), repeat=1)
+    seconds = np.empty((2, repeat, len(lists)))
+    sides = ((0, edgerank), (1, peer))
+    for r in range(repeat):
+        for i, candidate_list in enumerate(lists):
+            for side, subject in (sides if i % 2 == 0 else sides[::-1]):
+                (seconds[side, r, i],), _ = subject.measure([candidate_list], warmup=0, repeat=1, slowdown=slowdown)
+    return seconds[0], seconds[1]
+
+
+def paired_ratio(edgerank: np.ndarray, peer: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000,
+                 seed: int = 0) -> dict[str, Any]:
+    """The peer's p50 over edgerank's p50 on interleaved calls (>1: edgerank is faster), with a
+    percentile bootstrap interval over lists; inputs are ``interleave``'s (repeat, lists) arrays."""
+    edgerank, peer = np.asarray(edgerank, dtype=np.float64), np.asarray(peer, dtype=np.float64)
+    if edgerank.shape != peer.shape or edgerank.ndim != 2 or edgerank.size == 0:
+        raise ValueError("paired_ratio needs two (repeat, lists) arrays of the same non-empty shape")
+    idx = np.random.default_rng(seed).integers(0, edgerank.shape[1], size=(resamples, edgerank.shape[1]))
+    ratios = np.median(peer[:, idx], axis=(0, 2)) / np.median(edgerank[:, idx], axis=(0, 2))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return {"ratio": float(np.median(peer) / np.median(edgerank)), "ci95": [float(low), float(high)],
+            "edgerank_p50_ms": float(np.median(edgerank) * 1e3), "peer_p50_ms": float(np.median(peer) * 1e3),
+            "samples": int(edgerank.size)}
