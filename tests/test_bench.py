@@ -160,6 +160,13 @@ def test_paired_ratio_is_exact_on_proportional_times_and_refuses_mismatched_shap
     drift = np.linspace(1.0, 3.0, 20).reshape(2, 10)  # the machine slows threefold over the run
     out = paired_ratio(0.01 * drift, 0.013 * drift)
     assert out["ratio"] == pytest.approx(1.3) and out["ci95"] == [pytest.approx(1.3), pytest.approx(1.3)]
+    assert out["p50_ratio"] == pytest.approx(1.3) and np.shape(out["peer_ms"]) == (2, 10)
+    # a peer 1.5x slower on three short lists and 1.1x on two long ones: the typical list reads 1.5x,
+    # and the interval over lists spans both
+    e = np.array([[1.0, 1.0, 1.0, 10.0, 10.0]])
+    mixed = paired_ratio(e, e * np.array([1.5, 1.5, 1.5, 1.1, 1.1]))
+    assert mixed["ratio"] == pytest.approx(1.5) and mixed["p50_ratio"] == pytest.approx(1.5)
+    assert mixed["ci95"][0] == pytest.approx(1.1) and mixed["ci95"][1] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="same non-empty shape"):
         paired_ratio(np.ones((2, 3)), np.ones((2, 4)))
 
@@ -226,7 +233,7 @@ def test_markdown_json_and_plot(run_results, tmp_path):
     for s in run_results["subjects"]:
         assert f"| {s['name']} |" in text
     assert "| BM25 |" in text and "Machine:" in text and "p50 ms" in text
-    assert "peer / edgerank, interleaved (95% CI)" in text
+    assert "peer / edgerank per list, interleaved (95% CI)" in text
     ort = run_results["subjects"][3]["latency"]["10"]["paired"]
     assert f"{ort['ratio']:.2f}× ({ort['ci95'][0]:.2f} to {ort['ci95'][1]:.2f})" in text
     write_results(run_results, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")

@@ -59,7 +59,7 @@ def latency_table(results: dict[str, Any]) -> list[str]:
                          _fmt(lat.get("speedup_vs_teacher"), ".2f", "×"), _paired(lat.get("paired")),
                          _fmt(lat.get("vs_edgerank"), ".2f", "×"), _fmt(lat.get("ndcg@10"), ".4f")])
     return _table(["subject", "N", "p50 ms", "p95 ms", "p99 ms", "pairs/s", "speed-up vs teacher",
-                   "peer / edgerank, interleaved (95% CI)", "peer / edgerank, timed apart", "nDCG@10 (N list)"], rows)
+                   "peer / edgerank per list, interleaved (95% CI)", "peer / edgerank, timed apart", "nDCG@10 (N list)"], rows)
 
 
 def _paired(paired: dict[str, Any] | None) -> str:
@@ -86,8 +86,9 @@ def to_markdown(results: dict[str, Any]) -> str:
              f"{w['warmup']} warm-up calls, {w['repeat']} timed calls per list; max length {w['max_length']}.", "",
              "### Latency of ranking one query's N candidates", "",
              "Peer ratios (> 1: edgerank is faster): *interleaved* times the peer and its edgerank artifact "
-             "back to back on every list, so machine drift cancels (the headline); *timed apart* divides the "
-             "p50s of the two separate timing passes, minutes apart.", ""]
+             "back to back on every list, so machine drift cancels, and gives the median over lists of the "
+             "peer's time over edgerank's, with a bootstrap interval over lists (the headline); *timed apart* "
+             "divides the p50s of the two separate timing passes, minutes apart.", ""]
     lines += latency_table(results)
     lines += ["", f"### Size, memory and quality ({w.get('quality_queries', w['queries'])} judged lists; gain kept = "
               "share of the teacher's nDCG@10 gain over BM25)", ""]
