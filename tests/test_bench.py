@@ -40,7 +40,7 @@ def run_results(tiny_artifact, tiny_cross_encoder, tiny_judged_csv):
 
     config = BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], teacher=str(tiny_cross_encoder),
                          candidates=[4, 10], queries=None, warmup=1, repeat=3, threads=1, max_length=64,
-                         peers=["st", "ort"], gpu=False)
+                         peers=["st", "ort"], gpu=False, settle_s=0.005)
     return run_bench(config)
 
 
@@ -143,7 +143,7 @@ def test_interleaved_peer_ratio_cancels_a_machine_that_slows_down_midway():
 
     log.clear()
     machine[0] = 1.0
-    e, p = interleave(edgerank, peer, lists, warmup=1, repeat=2)
+    e, p = interleave(edgerank, peer, lists, warmup=1, repeat=2, settle=0.0)
     assert e.shape == p.shape == (2, 8)
     # warm-ups first (discarded), then each list on both sides back to back, the order alternating
     assert log[:2] == [("e", "q0"), ("p", "q0")]
@@ -152,6 +152,8 @@ def test_interleaved_peer_ratio_cancels_a_machine_that_slows_down_midway():
     assert ratio["ratio"] == pytest.approx(2.0, rel=0.25) and ratio["samples"] == 16
     assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1] and ratio["ci95"][0] > 1.4
     assert ratio["peer_p50_ms"] > ratio["edgerank_p50_ms"] >= 3.0
+    assert ratio["ratio_edgerank_first"] == pytest.approx(2.0, rel=0.25)
+    assert ratio["ratio_peer_first"] == pytest.approx(2.0, rel=0.25)
 
 
 def test_paired_ratio_is_exact_on_proportional_times_and_refuses_mismatched_shapes():
@@ -236,6 +238,10 @@ def test_markdown_json_and_plot(run_results, tmp_path):
     assert "peer / edgerank per list, interleaved (95% CI)" in text
     ort = run_results["subjects"][3]["latency"]["10"]["paired"]
     assert f"{ort['ratio']:.2f}× ({ort['ci95'][0]:.2f} to {ort['ci95'][1]:.2f})" in text
+    skewed = json.loads(json.dumps(run_results))
+    skewed["subjects"][3]["latency"]["10"]["paired"].update(ratio_edgerank_first=1.9, ratio_peer_first=0.9)
+    assert "**order effect** ort · tiny-fp32, N=10: 1.90× with edgerank first, 0.90× with the peer first" \
+        in to_markdown(skewed)
     write_results(run_results, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
     assert json.loads((tmp_path / "r.json").read_text())["subjects"][1]["name"] == "tiny-fp32"
     png = plot_pareto(run_results, tmp_path / "pareto.png")
@@ -302,7 +308,8 @@ def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, moved_art
 
     results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(moved_artifact)],
                                     teacher=str(tiny_cross_encoder), candidates=[4], queries=None, warmup=1, repeat=2,
-                                    threads=1, max_length=64, peers=["optimum", "st-onnx"], memory=False, gpu=False))
+                                    threads=1, max_length=64, peers=["optimum", "st-onnx"], memory=False, gpu=False,
+                                    settle_s=0.005))
     by_name = {s["name"]: s for s in results["subjects"]}
     for name in ("optimum · moved", "st-onnx · moved"):
         s = by_name[name]

@@ -70,6 +70,20 @@ def _paired(paired: dict[str, Any] | None) -> str:
     return f"{paired['ratio']:.2f}× ({low:.2f} to {high:.2f})"
 
 
+def order_warnings(results: dict[str, Any], tolerance: float = 0.10) -> list[str]:
+    """Lines for interleaved ratios that depend on which side ran first by more than ``tolerance``:
+    then one call still slowed the next (``paired.SETTLE_S``) and the ratio is not to be trusted."""
+    lines = []
+    for s in results["subjects"]:
+        for n, lat in s.get("latency", {}).items():
+            paired = lat.get("paired") or {}
+            first, second = paired.get("ratio_edgerank_first"), paired.get("ratio_peer_first")
+            if first and second and abs(math.log(first / second)) > math.log1p(tolerance):
+                lines.append(f"- **order effect** {s['name']}, N={n}: {first:.2f}× with edgerank first, "
+                             f"{second:.2f}× with the peer first")
+    return [""] + lines if lines else []
+
+
 def machine_line(machine: dict[str, Any]) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
     return (f"{machine['cpu']} ({machine['arch']}; {', '.join(machine['cpu_flags']) or 'no listed flags'}), "
@@ -90,6 +104,7 @@ def to_markdown(results: dict[str, Any]) -> str:
              "peer's time over edgerank's, with a bootstrap interval over lists (the headline); *timed apart* "
              "divides the p50s of the two separate timing passes, minutes apart.", ""]
     lines += latency_table(results)
+    lines += order_warnings(results)
     lines += ["", f"### Size, memory and quality ({w.get('quality_queries', w['queries'])} judged lists; gain kept = "
               "share of the teacher's nDCG@10 gain over BM25)", ""]
     lines += quality_table(results)

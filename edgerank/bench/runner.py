@@ -29,7 +29,7 @@ from .candidates import build_candidates, product_records, sample_queries
 from .catalog import catalog_products, index_catalog, is_catalog_artifact
 from .machine import describe_machine
 from .memory import probe
-from .paired import interleave, paired_ratio
+from .paired import SETTLE_S, interleave, paired_ratio
 from .peers import PEERS, PeerUnavailable, make_peers
 from .reference import ReferenceWorkload
 from .subjects import ArtifactSubject, Subject, TorchSubject, timed_load
@@ -62,6 +62,7 @@ class BenchConfig:
     memory: bool = True
     gpu: bool = True
     slowdown: float = 1.0  # testing hook, see timing.SLOWDOWN_ENV
+    settle_s: float = SETTLE_S  # idle before each interleaved call (paired.py); tests shorten it
     reference: ReferenceWorkload = field(default_factory=ReferenceWorkload)
     columns: Mapping[str, str] | None = None
     label_map: Mapping[str, float] | None = None
@@ -266,7 +267,7 @@ def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, con
             peer.load()
             for n, lists in records.items():
                 seconds = interleave(edgerank, peer, lists, warmup=config.warmup, repeat=config.repeat,
-                                     slowdown=config.slowdown)
+                                     slowdown=config.slowdown, settle=config.settle_s)
                 entry["latency"][str(n)]["paired"] = paired_ratio(*seconds)
         except PeerUnavailable as e:
             entry["notes"].append(f"no interleaved timing: {e}")
