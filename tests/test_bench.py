@@ -200,6 +200,7 @@ def test_run_measures_every_subject(run_results):
     assert all("paired" not in lat for s in run_results["subjects"] if s["role"] != "peer"
                for lat in s["latency"].values())
     assert run_results["workload"]["queries"] == 12 and run_results["workload"]["headline_n"] == 10
+    assert run_results["workload"]["settle_s"] == 0.005
     assert run_results["machine"]["logical_cores"] >= 1 and "numpy" in run_results["machine"]["libraries"]
     assert run_results["skipped"] == []  # --no-gpu: no GPU note either
 

@@ -18,10 +18,9 @@ peer did); with 50 ms between calls the two orders agreed (1.43x and 1.39x). ``S
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
-
-import time
 
 import numpy as np
 
@@ -56,8 +55,7 @@ def paired_ratio(edgerank: np.ndarray, peer: np.ndarray, *, confidence: float = 
     statistic, so lists of different lengths and moments of different machine speed each compare
     like with like; its interval is a percentile bootstrap over lists. ``p50_ratio`` (the ratio of
     the two sides' p50s on the same interleaved calls), the ratio by which side ran first, and the
-    per-call times are kept beside it.
-    Inputs are ``interleave``'s (repeat, lists) arrays of seconds.
+    per-call times are kept beside it. Inputs are ``interleave``'s (repeat, lists) arrays of seconds.
     """
     edgerank, peer = np.asarray(edgerank, dtype=np.float64), np.asarray(peer, dtype=np.float64)
     if edgerank.shape != peer.shape or edgerank.ndim != 2 or edgerank.size == 0:

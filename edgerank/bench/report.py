@@ -59,11 +59,13 @@ def latency_table(results: dict[str, Any]) -> list[str]:
                          _fmt(lat.get("speedup_vs_teacher"), ".2f", "×"), _paired(lat.get("paired")),
                          _fmt(lat.get("vs_edgerank"), ".2f", "×"), _fmt(lat.get("ndcg@10"), ".4f")])
     return _table(["subject", "N", "p50 ms", "p95 ms", "p99 ms", "pairs/s", "speed-up vs teacher",
-                   "peer / edgerank per list, interleaved (95% CI)", "peer / edgerank, timed apart", "nDCG@10 (N list)"], rows)
+                   "peer / edgerank per list, interleaved (95% CI)", "peer / edgerank, timed apart",
+                   "nDCG@10 (N list)"], rows)
 
 
 def _paired(paired: dict[str, Any] | None) -> str:
-    """A peer's interleaved p50 ratio with its interval over lists (``paired.py``); a dash for non-peers."""
+    """A peer's median per-list time ratio to edgerank, interleaved, with its interval over lists
+    (``paired.py``); a dash for non-peers."""
     if not paired:
         return "–"
     low, high = paired["ci95"]
