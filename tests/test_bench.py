@@ -251,6 +251,17 @@ def test_markdown_json_and_plot(run_results, tmp_path):
     assert [p[0] for p in frontier(points)] == ["d", "a", "b"]
 
 
+def test_only_benches_the_named_subjects(tiny_artifact, tiny_cross_encoder, tiny_judged_csv):
+    """What a --check retry runs: the regressed subjects alone, not the teacher or the other peers."""
+    from edgerank.bench.runner import BenchConfig, run_bench
+
+    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)],
+                                    teacher=str(tiny_cross_encoder), candidates=[4], queries=2, warmup=0, repeat=1,
+                                    threads=1, peers=["ort"], memory=False, gpu=False, only=["tiny-fp32"]))
+    assert [s["name"] for s in results["subjects"]] == ["tiny-fp32"]
+    assert results["subjects"][0]["latency"]["4"]["samples"] == 2
+
+
 # --- subjects that cannot run here --------------------------------------------------------------
 
 def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(tiny_artifact, tiny_cross_encoder, tiny_judged_csv,

@@ -11,8 +11,8 @@ tolerance rather than a percentage.
 
 Even minimums move when a neighbour holds the other core for a whole run (an unchanged rerun in CI
 once read +62%), so a latency regression is only reported if it survives re-timing: the command
-re-runs the bench up to ``--retries`` times and gates each subject's best attempt (``best_of``). A
-real slowdown is there in every attempt; a neighbour's burst rarely is.
+re-times the regressed subjects (only those) up to ``--retries`` times and gates each subject's best
+attempt (``best_of``). A real slowdown is there in every attempt; a neighbour's burst rarely is.
 """
 
 from __future__ import annotations
@@ -126,9 +126,10 @@ def _gated(latency: dict[str, Any]) -> tuple[str, str]:
             else ("ratio_to_reference", "p50_ms"))
 
 
-def latency_regressed(findings: list[Finding]) -> bool:
-    """Whether any regression is one a re-timing could clear (latency, not quality or a missing subject)."""
-    return any(f.regressed and f.metric.startswith("latency") for f in findings)
+def latency_regressed(findings: list[Finding]) -> list[str]:
+    """The subjects with a regression a re-timing could clear (latency, not quality or a missing
+    subject), so a retry re-times only them; empty when there is none."""
+    return sorted({f.subject for f in findings if f.regressed and f.metric.startswith("latency")})
 
 
 def report(findings: list[Finding]) -> tuple[bool, str]:

@@ -63,6 +63,7 @@ class BenchConfig:
     gpu: bool = True
     slowdown: float = 1.0  # testing hook, see timing.SLOWDOWN_ENV
     settle_s: float = SETTLE_S  # idle before each interleaved call (paired.py); tests shorten it
+    only: list[str] | None = None  # subject names to bench (a --check retry re-times the regressed ones); None: all
     reference: ReferenceWorkload = field(default_factory=ReferenceWorkload)
     columns: Mapping[str, str] | None = None
     label_map: Mapping[str, float] | None = None
@@ -165,6 +166,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
             log(f"indexing the catalog for {path}")
             indexes[path] = index_catalog(path, catalog_products(df), Path(scratch) / f"index-{i}", config.threads)
         plan, skipped = plan_subjects(config, indexes)
+        if config.only is not None:
+            plan = [p for p in plan if p.subject.name in config.only]
         log(f"{len(sample)} timed queries ({len(judged_groups)} for quality), candidate lists of "
             f"{', '.join(map(str, lists))}; {len(plan)} subjects; {config.threads} threads")
 

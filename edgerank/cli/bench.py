@@ -77,8 +77,9 @@ def _merge_suite(options: dict, ctx: click.Context) -> None:
 @click.option("--max-quality-drop", default=0.005, show_default=True, type=float,
               help="Allowed absolute drop of nDCG@10 and MRR@10, for --check.")
 @click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Re-time up to this many times while --check sees a latency regression; each subject's "
-                   "best attempt is gated (a real slowdown survives, a noisy neighbour rarely does).")
+              help="Re-time the subjects --check sees a latency regression in (only those), up to this many "
+                   "times; each subject's best attempt is gated (a real slowdown survives, a noisy neighbour "
+                   "rarely does).")
 @click.option("--inject-slowdown", default=None, type=float,
               help="TESTING HOOK: stretch every timed call FACTORx (proves the --check gate catches a slowdown).")
 @data_options
@@ -127,10 +128,10 @@ def command(**options):
                   "max_quality_drop": options["max_quality_drop"]}
         runs = [results]
         findings = check.compare(results, baseline, **limits)
-        while check.latency_regressed(findings) and len(runs) <= options["retries"]:
-            click.echo(f"check: latency regression on attempt {len(runs)}; re-timing "
+        while (regressed := check.latency_regressed(findings)) and len(runs) <= options["retries"]:
+            click.echo(f"check: latency regression on attempt {len(runs)}; re-timing {', '.join(regressed)} "
                        f"(attempt {len(runs) + 1} of {options['retries'] + 1})", err=True)
-            runs.append(run_bench(dataclasses.replace(config, memory=False), log=lambda m: None))
+            runs.append(run_bench(dataclasses.replace(config, memory=False, only=regressed), log=lambda m: None))
             findings = check.compare(check.best_of(runs), baseline, **limits)
         passed, text = check.report(findings)
         click.echo(text)
