@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgerank.artifact import load_artifact
 from edgerank.export import ExportError, export_artifact
-from edgerank.export.scoring import ort_session, pair_tokenizer, score_pairs_onnx
+from edgerank.export.scoring import ort_session, pair_tokenizer, score_groups_onnx, score_pairs_onnx
 
 QUERIES = ["red cordless drill", "garden hose", "white door hinge 3 in", "x"]
 TEXTS = ["Red 18V Cordless Drill Kit", "Stainless Door Hinge Set", "Blue Garden Hose 50 ft. with nozzle", "Y"]
@@ -93,6 +93,30 @@ def test_quality_gate_passes_and_records_numbers(tiny_cross_encoder, tiny_judged
     assert q["passed"] and q["queries"] == 12
     assert {"fp32", "exported", "bm25", "gain_kept", "top10_overlap", "allowed_drop"} <= set(q)
     assert q["fp32"]["ndcg@10"] - q["exported"]["ndcg@10"] == pytest.approx(q["ndcg_drop"])
+
+
+def test_quality_gate_scores_an_int8_artifact_exactly_as_the_runtime_ranks(tiny_cross_encoder, tiny_judged_csv,
+                                                                           tmp_path):
+    """Dynamic INT8 picks activation scales per batch, so the gate must batch as ``Ranker`` does (one
+    query's list at a time, by token length, 16 a pass); otherwise it gates a number no kiosk sees."""
+    from edgerank.data import evaluable, group_queries, read_table
+    from edgerank.metrics import evaluate
+    from edgerank.runtime import Ranker
+
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
+                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.0)
+    groups = evaluable(group_queries(read_table(tiny_judged_csv)[0]))
+    ranker = Ranker.load(out, threads=1)
+    runtime = [ranker.score([(g.query, t) for t in g.texts]) for g in groups]
+    art = load_artifact(out)
+    tok = art.manifest["tokenizer"]
+    gate = score_groups_onnx(ort_session(art.file("model.onnx"), threads=1),
+                             pair_tokenizer(art.file(tok["file"]), tok["max_length"], tok["pad_id"], tok["pad_token"]),
+                             groups)
+    for g, a, b in zip(groups, gate, runtime):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=g.query)
+    assert evaluate(groups, runtime)["ndcg@10"] == pytest.approx(art.manifest["quality"]["exported"]["ndcg@10"],
+                                                                 abs=1e-12)
 
 
 def test_failing_quality_gate_writes_nothing_and_keeps_prior_artifact(tiny_cross_encoder, tiny_judged_csv, tmp_path):

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import score_by_group
+from ..batching import DEFAULT_MAX_BATCH_SIZE, length_batches
 
 
 def pair_tokenizer(path: str | os.PathLike, max_length: int, pad_id: int, pad_token: str):
@@ -49,21 +49,25 @@ def ort_session(path: str | os.PathLike, threads: int = 0):
 
 
 def score_pairs_onnx(session, tokenizer, queries: Sequence[str], texts: Sequence[str], *,
-                     batch_size: int = 64) -> np.ndarray:
-    """Raw logits for aligned query/text lists, in input order (batches formed in length order so
-    padding stays small, as ``edgerank.modeling.score_pairs`` does)."""
+                     batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> np.ndarray:
+    """Raw logits for aligned query/text lists, in input order, in the runtime's batches: sorted by
+    token length, at most ``batch_size`` a pass, each padded to its longest (``edgerank.batching``)."""
     if len(queries) != len(texts):
         raise ValueError("queries and texts differ in length")
+    if not queries:
+        return np.empty(0, dtype=np.float32)
     names = [i.name for i in session.get_inputs()]
-    order = np.argsort([len(q) + len(t) for q, t in zip(queries, texts)], kind="stable")
-    out = np.empty(len(order), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        feed = encode_feed(tokenizer, [(queries[i], texts[i]) for i in idx], names)
-        out[idx] = session.run(None, feed)[0].reshape(-1)
+    feed = encode_feed(tokenizer, list(zip(queries, texts)), names + ["attention_mask"])
+    lengths = feed["attention_mask"].sum(axis=1)
+    out = np.empty(len(queries), dtype=np.float32)
+    for rows in length_batches(lengths, batch_size):
+        width = int(lengths[rows].max())
+        out[rows] = session.run(None, {n: feed[n][rows, :width] for n in names})[0].reshape(-1)
     return out
 
 
 def score_groups_onnx(session, tokenizer, groups, **kwargs) -> list[np.ndarray]:
-    """Scores for each query group's candidates, one array per group."""
-    return score_by_group(groups, lambda queries, texts: score_pairs_onnx(session, tokenizer, queries, texts, **kwargs))
+    """Scores for each query group's candidates, one array per group, each group scored on its own as
+    ``Ranker.rank`` scores one query's list (dynamic INT8 scores depend on the batch, see
+    ``edgerank.batching``)."""
+    return [score_pairs_onnx(session, tokenizer, [g.query] * len(g.texts), list(g.texts), **kwargs) for g in groups]

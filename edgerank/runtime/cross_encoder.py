@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..artifact import Artifact, ArtifactError
+from ..batching import length_batches
 from .backends import Backend
-from .tokenize import PairEncoder, length_batches
+from .tokenize import PairEncoder
 
 _FEEDS = ("input_ids", "attention_mask", "token_type_ids")
 

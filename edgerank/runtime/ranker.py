@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact, load_artifact
+from ..batching import DEFAULT_MAX_BATCH_SIZE
 from .backends import open_backend
 from .blend import Blend, relevance_probability
 from .catalog import DEFAULT_DEPTH, CatalogIndex, CatalogIndexError, load_index
@@ -25,7 +26,6 @@ from .products import check_text, read_candidates
 from .tokenize import PairEncoder
 from .towers import TOWER_KINDS, TowerScorer
 
-DEFAULT_MAX_BATCH_SIZE = 16  # as fast as 32 on a 2-core CPU, less peak memory (bench/results/runtime.md)
 
 
 @dataclass(frozen=True)

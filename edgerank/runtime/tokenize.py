@@ -9,7 +9,7 @@ candidates are sorted by length, so a batch of short titles is not padded to one
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,17 +104,6 @@ def clip(text: str, max_chars: int) -> tuple[str, bool]:
         return text, False
     cut = max(text.rfind(c, 0, max_chars) for c in " \t\n")
     return text[:cut if cut > max_chars // 2 else max_chars], True
-
-
-def length_batches(lengths: np.ndarray, max_batch_size: int) -> Iterator[np.ndarray]:
-    """Row indices in batches of at most ``max_batch_size``, grouped by length (stable, so deterministic).
-
-    The cap bounds memory however many candidates arrive (one forward pass over 300 candidates x 512
-    tokens is a known out-of-memory failure of other rankers); sorting makes each batch's padding small.
-    """
-    order = np.argsort(lengths, kind="stable")
-    for start in range(0, len(order), max_batch_size):
-        yield order[start:start + max_batch_size]
 
 
 def _pad_id(tok: Tokenizer) -> int:

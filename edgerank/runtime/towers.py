@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact, ArtifactError
+from ..batching import length_batches
 from .backends import open_backend
 from .products import Candidate
-from .tokenize import EncodedPairs, PairEncoder, clip, length_batches
+from .tokenize import EncodedPairs, PairEncoder, clip
 
 TOWER_KINDS = ("late-interaction", "bi-encoder")
 _FEEDS = ("input_ids", "attention_mask", "token_type_ids")
