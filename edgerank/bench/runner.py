@@ -258,14 +258,13 @@ def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, con
                 log: Callable[[str], None]) -> None:
     """Each measured peer timed again, interleaved list by list with its edgerank artifact
     (``paired.py``): the peer ratio that machine drift between subjects cannot move."""
-    measured = {e["name"] for e in results if "latency" in e}
+    measured = {e["name"]: e for e in results if "latency" in e}
     by_name = {p.subject.name: p.subject for p in plan}
     for item in plan:
         if item.role != "peer" or item.subject.name not in measured or item.peer_of not in measured:
             continue
-        peer, edgerank = item.subject, by_name[item.peer_of]
+        peer, edgerank, entry = item.subject, by_name[item.peer_of], measured[item.subject.name]
         log(f"interleaved: {peer.name} with {edgerank.name}")
-        entry = next(e for e in results if e["name"] == peer.name)
         try:
             edgerank.load()
             peer.load()
