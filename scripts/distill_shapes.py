@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--results", required=True)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--extra-negatives", type=int, default=3)
+    ap.add_argument("--augment", type=int, help="Perturbed-query copies per list (default: edgerank distill's)")
     ap.add_argument("--max-length", type=int, default=64)
     args = ap.parse_args()
 
@@ -40,7 +41,7 @@ def main() -> None:
         result = distill(DistillConfig(
             teacher=args.teacher, train=args.train, dev=args.dev, out=f"{args.out}/student-{shape}", layers=layers,
             hidden_size=hidden if hidden < teacher_hidden else None, extra_negatives=args.extra_negatives,
-            max_length=args.max_length, loop=LoopConfig(epochs=args.epochs, lr=1e-4), report_dir=str(Path(args.results).parent)))
+            augment=args.augment, max_length=args.max_length, loop=LoopConfig(epochs=args.epochs, lr=1e-4), report_dir=str(Path(args.results).parent)))
         dev = result["dev"]
         rows.append((shape, result["student"]["layers"], result["parameters"]["student"], dev["flops_per_pair"]["student"],
                      dev["model"]["ndcg@10"], dev["gain_kept"], dev["gain_kept_ci95"], dev["agreement"]["kendall_tau"], dev["agreement"]["top5_overlap"],
@@ -48,7 +49,8 @@ def main() -> None:
         teacher, bm25, tflops = dev["teacher"]["ndcg@10"], dev["bm25"]["ndcg@10"], dev["flops_per_pair"]["teacher"]
         lines = [f"# Student shapes distilled from {args.teacher}", "",
                  f"Command: `python scripts/distill_shapes.py --teacher {args.teacher} --train {args.train} --dev {args.dev} "
-                 f"--shapes {args.shapes} --epochs {args.epochs} --extra-negatives {args.extra_negatives} --max-length {args.max_length}`",
+                 f"--shapes {args.shapes} --epochs {args.epochs} --extra-negatives {args.extra_negatives}"
+                 f"{'' if args.augment is None else f' --augment {args.augment}'} --max-length {args.max_length}`",
                  "", f"Teacher nDCG@10 {teacher:.4f}, BM25 {bm25:.4f} (gain {teacher - bm25:+.4f}); teacher FLOPs/pair "
                  f"{tflops / 1e6:.0f}M at the dev median length.", "",
                  "| shape (layers x hidden) | teacher layers kept | params | FLOPs/pair | nDCG@10 | gain kept (95% CI over queries) | Kendall tau | top-5 overlap | wall (s) |",

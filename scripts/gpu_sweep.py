@@ -43,8 +43,8 @@ RETURN_LIMIT = 64 * 2**20 - 2**20  # everything returned, with a MiB to spare
 # 2-layer runs are one epoch under two seeds (the spread between runs decides every comparison), and
 # the rest of the box goes to the augmented small students, which never started there (fixed since).
 STUDENTS = [
-    ("s-2x384", ["--layers", "2"], 2, False, 1, 1),
-    ("s-2x384-seed1", ["--layers", "2", "--seed", "1"], 2, False, 1, 1),
+    ("s-2x384", ["--layers", "2", "--augment", "0"], 2, False, 1, 1),
+    ("s-2x384-seed1", ["--layers", "2", "--augment", "0", "--seed", "1"], 2, False, 1, 1),
     ("s-2x384-aug2", ["--layers", "2", "--augment", "2"], 2, False, 3, 2),
     ("s-3x256-aug4", ["--layers", "3", "--hidden-size", "256", "--augment", "4"], 3, True, 5, 3),
     ("s-2x256-aug4", ["--layers", "2", "--hidden-size", "256", "--augment", "4"], 2, True, 5, 3),

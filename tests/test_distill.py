@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from edgerank.cli import main
 from edgerank.modeling import ModelError, load_cross_encoder
+from edgerank.train.augment import DEFAULT_COPIES
 from edgerank.train.losses import ListwiseKLLoss, MarginMSELoss, ScoreMSELoss, auto_temperature
 from edgerank.train.students import (HiddenProjection, check_not_larger, matched_teacher_states, select_layers,
                                      spread_layers, subclone)
@@ -203,11 +205,18 @@ def test_teacher_scores_are_cached_and_reused(tiny_cross_encoder, judged, tmp_pa
     args = ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(judged), "--layers", "1",
             "--batch-size", "8", "--loss", "margin-mse"]
     first = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
-    assert first.exit_code == 0 and "scoring 48 pair(s) not in the cache" in first.output
+    assert first.exit_code == 0, first.output
+    # by default the teacher also scores perturbed-query copies of each list (DEFAULT_COPIES per query)
+    added = int(re.search(r"augment: (\d+) pairs under perturbed queries added to 48", first.output).group(1))
+    assert 48 < added <= 48 * DEFAULT_COPIES
+    assert f"scoring {48 + added} pair(s) not in the cache" in first.output
+    assert json.loads((tmp_path / "a" / "edgerank_distill.json").read_text())["config"]["augment"] == DEFAULT_COPIES
     second = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
-    assert second.exit_code == 0 and "all 48 scores found in the cache" in second.output
+    assert second.exit_code == 0 and f"all {48 + added} scores found in the cache" in second.output
+    quick = CliRunner().invoke(main, args + ["--out", str(tmp_path / "c"), "--augment", "0"])
+    assert quick.exit_code == 0 and "all 48 scores found in the cache" in quick.output and "augment:" not in quick.output
     cache = next((home / "scores").glob("*.parquet"))
-    assert len(pd.read_parquet(cache)) == 48
+    assert len(pd.read_parquet(cache)) == 48 + added
 
 
 def test_label_free_distillation_and_external_scores(tiny_cross_encoder, tmp_path, home):
@@ -223,6 +232,8 @@ def test_label_free_distillation_and_external_scores(tiny_cross_encoder, tmp_pat
              "--layers", "1", "--batch-size", "8", "--teacher-scores", str(tmp_path / "scores.csv"))
     assert ok.exit_code == 0, ok.output
     assert len(df) == 48
+    # a score file made elsewhere holds no perturbed-query copies, so none are made by default
+    assert json.loads((tmp_path / "s" / "edgerank_distill.json").read_text())["config"]["augment"] == 0
     scores.iloc[:-1].to_csv(tmp_path / "partial.csv", index=False)
     bad = CliRunner().invoke(main, ["distill", "--teacher", str(tiny_cross_encoder), "--train", str(table),
                                     "--out", str(tmp_path / "t"), "--teacher-scores", str(tmp_path / "partial.csv")])

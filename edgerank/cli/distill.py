@@ -63,9 +63,11 @@ def parse_temperature(value: str) -> float | str:
 @click.option("--negatives", default="random", show_default=True, type=click.Choice(["random", "bm25"]),
               help="Where --extra-negatives come from: random catalog products, or each query's best "
                    "unjudged BM25 matches (near misses).")
-@click.option("--augment", default=0, show_default=True, type=int,
+@click.option("--augment", type=click.IntRange(min=0),
               help="Add N teacher-scored copies of each query's list under a perturbed query (a word dropped, "
-                   "replaced or added from the list's titles): more teacher judgements for a small student.")
+                   "replaced or added from the list's titles): more teacher judgements for a small student, "
+                   "at N+1 times the pairs to score and train on. Default 4, or 0 with --teacher-scores; "
+                   "--augment 0 for a quick run.")
 @click.option("--teacher-scores", type=click.Path(), help="Precomputed scores (query_id, product_id, score) instead of running the teacher.")
 @click.option("--epochs", default=1.0, show_default=True, type=float)
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Pairs per batch (whole queries).")

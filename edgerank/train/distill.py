@@ -16,7 +16,7 @@ from ..data import product_texts, read_table
 from ..io import atomic_dir, write_json
 from ..metrics import bm25_scorer
 from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
-from .augment import augment_queries
+from .augment import DEFAULT_COPIES, augment_queries
 from .loop import LoopConfig, train
 from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss, auto_temperature
 from .students import (HiddenProjection, StudentSpec, check_not_larger, encoder_layers, matched_teacher_states,
@@ -45,7 +45,9 @@ class DistillConfig:
     max_length: int = 128
     extra_negatives: int = 0  # teacher-scored products from other queries added to each list
     negatives: str = "random"  # where they come from: random, or bm25 (the query's best unjudged lexical matches)
-    augment: int = 0  # teacher-scored copies of each query's list under a perturbed query (train/augment.py)
+    # teacher-scored copies of each query's list under a perturbed query (train/augment.py); None: DEFAULT_COPIES
+    # when the teacher scores the pairs, 0 with teacher_scores (a file made elsewhere lacks the copies)
+    augment: int | None = None
     teacher_scores: str | None = None
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(lr=1e-4))
     columns: dict[str, str] = field(default_factory=dict)
@@ -142,6 +144,8 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     set_seed(config.loop.seed)
+    if config.augment is None:  # the saved recipe records what ran
+        config = dataclasses.replace(config, augment=0 if config.teacher_scores else DEFAULT_COPIES)
     for name in config.losses:
         if name not in TEACHER_LOSSES:
             raise ModelError(f"unknown distillation loss {name!r} (choose from {', '.join(TEACHER_LOSSES)})")
