@@ -40,8 +40,9 @@ RETURN_LIMIT = 64 * 2**20 - 2**20  # everything returned, with a MiB to spare
 
 # name, options, layers kept, hidden transfer on, training pairs per train.csv pair, most epochs.
 # Session 11 found three epochs no better than one for 2x384 (bench/results/gpu-h200-session.md), so the
-# 2-layer runs are one epoch under two seeds (the spread between runs decides every comparison), and
-# the rest of the box goes to the augmented small students, which never started there (fixed since).
+# plain 2-layer runs (no copies) are one epoch under two seeds (the spread between runs decides every
+# comparison), and the rest of the box goes to the augmented small students, which never started there
+# (fixed since).
 STUDENTS = [
     ("s-2x384", ["--layers", "2", "--augment", "0"], 2, False, 1, 1),
     ("s-2x384-seed1", ["--layers", "2", "--augment", "0", "--seed", "1"], 2, False, 1, 1),

@@ -32,8 +32,8 @@ OPERATIONS = ("drop", "replace", "add")
 #: shape: 2x384 0.51-0.52 (three seeds) -> 0.57 (2 copies) -> 0.61 (4); 3 layers x hidden 256 0.24 ->
 #: 0.47 -> 0.53, which also lifted its share of the teacher's gain over BM25 from -6% to 71%; 1x384
 #: 0.10 -> 0.15; on the sample shop 0.71 -> 0.74 (2 epochs with copies against 6 without, nDCG@10
-#: unchanged). Its price is training time: five times the pairs
-#: for the teacher to score and the student to read (``--augment 0`` for a quick run).
+#: unchanged). Its price is training time: five times the pairs for the teacher to score and the
+#: student to read (``--augment 0`` for a quick run). bench/results/distill-shapes-homedepot.md, session 14.
 DEFAULT_COPIES = 4
 _WORD = re.compile(r"[a-z0-9]+(?:[.'/-][a-z0-9]+)*")
 _FUNCTION_WORDS = frozenset("a an and as at by for from in into of on or the to with without".split())
