@@ -27,7 +27,6 @@ from .tokenize import PairEncoder
 from .towers import TOWER_KINDS, TowerScorer
 
 
-
 @dataclass(frozen=True)
 class RankedItem:
     """One ranked product. ``score`` is what the list is sorted by: the relevance logit, or the
