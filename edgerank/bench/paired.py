@@ -1,8 +1,8 @@
 """Peer ratios from interleaved timing: edgerank and one peer take turns on every candidate list.
 
 Each subject is otherwise timed in its own stretch of the run, minutes apart, and a shared CPU does
-not hold its speed that long: on the 2-core machine of bench/results/homedepot-dev.md the same INT8
-graph on the same lists took 48, 65 and 87 ms (p50) in three passes a few minutes apart, and the
+not hold its speed that long: on the 2-core machine of bench/results/homedepot-dev-session13.md the
+same INT8 graph on the same lists took 48, 65 and 87 ms (p50) in three passes a few minutes apart, and the
 ratio of separately timed p50s (st-onnx over edgerank) read 1.25x in one suite run and 1.34x in
 another. Timing the two back to back on each list puts both under the same machine state, so the
 drift cancels in the ratio; the order within a pair alternates from list to list, so neither side
