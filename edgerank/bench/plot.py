@@ -15,6 +15,7 @@ from ..io import atomic_write_bytes
 
 _COLOURS = {"edgerank": "tab:green", "teacher": "tab:red", "torch": "tab:orange", "peer": "tab:blue",
             "gpu": "tab:purple"}
+_PEER_MARKERS = ("s", "^", "D", "v", "P", "X")
 
 
 def pareto_points(results: dict[str, Any]) -> tuple[str, list[tuple[str, str, float, float]]]:
@@ -48,17 +49,25 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
     if not points:
         raise ValueError("no subject has both a latency and a quality number to plot")
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    for i, (name, role, x, y) in enumerate(points):
-        ax.scatter(x, y, color=_COLOURS.get(role, "tab:gray"), s=40, zorder=3)
-        # a peer sits at its artifact's quality: name only the peer kind, alternately above and below
-        text, offset = (name.split(" · ")[0], (3, 6 if i % 2 else -11)) if role == "peer" else (name, (5, 4))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+    peer_kinds = sorted({name.split(" · ")[0] for name, role, _, _ in points if role == "peer"})
+    markers = dict(zip(peer_kinds, _PEER_MARKERS))
+    for name, role, x, y in points:
+        if role == "peer":
+            # a peer sits at its artifact's quality, so text beside each one piles up on the artifact's
+            # label: a hollow marker per peer kind, named once in the legend, keeps the plot readable
+            ax.scatter(x, y, facecolors="none", edgecolors=_COLOURS["peer"], marker=markers[name.split(" · ")[0]],
+                       s=45, zorder=3)
+        else:
+            ax.scatter(x, y, color=_COLOURS.get(role, "tab:gray"), s=40, zorder=4)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     edge = frontier(points)
     ax.step([p[2] for p in edge], [p[3] for p in edge], where="post", color="gray", linestyle="--",
             linewidth=1, zorder=2, label="Pareto frontier")
     for role, colour in _COLOURS.items():
-        if any(p[1] == role for p in points):
+        if role != "peer" and any(p[1] == role for p in points):
             ax.scatter([], [], color=colour, label=role)
+    for kind, marker in markers.items():
+        ax.scatter([], [], facecolors="none", edgecolors=_COLOURS["peer"], marker=marker, label=f"peer: {kind}")
     w = results["workload"]
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, ms per query of {w['headline_n']} candidates (log scale)")
