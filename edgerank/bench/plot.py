@@ -50,7 +50,7 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
         raise ValueError("no subject has both a latency and a quality number to plot")
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     peer_kinds = sorted({name.split(" · ")[0] for name, role, _, _ in points if role == "peer"})
-    markers = dict(zip(peer_kinds, _PEER_MARKERS))
+    markers = {kind: _PEER_MARKERS[i % len(_PEER_MARKERS)] for i, kind in enumerate(peer_kinds)}
     for name, role, x, y in points:
         if role == "peer":
             # a peer sits at its artifact's quality, so text beside each one piles up on the artifact's
