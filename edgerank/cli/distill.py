@@ -74,16 +74,13 @@ def parse_temperature(value: str) -> float | str:
 @click.option("--lr", default=1e-4, show_default=True, type=float)
 @click.option("--max-length", default=128, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--average-from", type=click.FloatRange(0.0, 1.0, max_open=True),
-              help="Keep the uniform mean of the weights over the steps after this fraction of training "
-                   "(e.g. 0.5: the last half; stochastic weight averaging) instead of the last step's.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int)
 @click.option("--report-dir", type=click.Path(), help="Also write the report here (e.g. bench/results).")
 @data_options
 @run_guarded
 def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_length, pooled_weight, separate_towers,
             layers, teacher_layers, student_dir, hidden_size, loss, label_weight, hidden_weight, temperature, extra_negatives,
-            negatives, augment, teacher_scores, epochs, batch_size, lr, max_length, seed, average_from, checkpoint_every, report_dir, columns, label_map,
+            negatives, augment, teacher_scores, epochs, batch_size, lr, max_length, seed, checkpoint_every, report_dir, columns, label_map,
             gain_offset):
     """Distil TEACHER into a student: N of its layers (--layers), a narrower copy (--hidden-size), or
     another model (--student). --student-kind late-interaction / bi-encoder trains catalog towers
@@ -99,8 +96,7 @@ def command(teacher, train_path, dev_path, out, student_kind, dim, query_max_len
         hidden_weight=hidden_weight, temperature=temperature, max_length=max_length, extra_negatives=extra_negatives, negatives=negatives,
         augment=augment, teacher_scores=teacher_scores, report_dir=report_dir, student_kind=student_kind, dim=dim,
         query_max_length=query_max_length, pooled_weight=pooled_weight, shared_towers=not separate_towers,
-        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                        average_from=average_from),
+        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every),
         **parse_data_options(columns, label_map, gain_offset))
     result = distill(config, log=lambda m: click.echo(m, err=True))
     if "dev" in result:

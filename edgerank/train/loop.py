@@ -32,9 +32,6 @@ class LoopConfig:
     seed: int = 0
     checkpoint_every: int = 200  # optimizer steps between resumable checkpoints
     max_grad_norm: float = 1.0
-    # uniform average of the weights over the last (1 - average_from) of the steps (SWA, Izmailov et al.
-    # 2018); None keeps the last step's weights
-    average_from: float | None = None
 
 
 def query_batches(groups: Sequence[QueryGroup], batch_size: int, seed: int) -> list[list[int]]:
@@ -61,8 +58,7 @@ StepFn = Callable[[torch.nn.Module, list[QueryGroup]], torch.Tensor]
 def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn, config: LoopConfig,
           work_dir: Path, accelerator, extra_params: Sequence[torch.nn.Parameter] = (),
           desc: str = "train") -> dict:
-    """Train ``model`` in place; returns {"steps", "pairs", "seconds", "pairs_per_s", "last_loss"}
-    (and "averaged_steps" with ``config.average_from``, whose mean weights ``model`` then holds).
+    """Train ``model`` in place; returns {"steps", "pairs", "seconds", "pairs_per_s", "last_loss"}.
 
     ``work_dir`` holds the resumable checkpoint; a run started again with the same arguments picks
     up after the last checkpoint (same batches, same RNG state) instead of starting over.
@@ -91,15 +87,6 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     optimizer = torch.optim.AdamW(groups_opt, lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    averaged, average_start = None, total
-    if config.average_from is not None:
-        if not 0.0 <= config.average_from < 1.0:
-            raise ValueError(f"average_from must be in [0, 1), got {config.average_from}")
-        from torch.optim.swa_utils import AveragedModel
-
-        averaged = AveragedModel(accelerator.unwrap_model(model))
-        average_start = int(config.average_from * total)
-        accelerator.register_for_checkpointing(averaged)  # resumes with the running mean
 
     ckpt = work_dir / "checkpoint"
     state_file = ckpt / "loop_state.json"
@@ -121,8 +108,6 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if averaged is not None and step >= average_start:
-            averaged.update_parameters(accelerator.unwrap_model(model))
         last_loss = float(loss.detach())
         if not math.isfinite(last_loss):
             raise FloatingPointError(f"loss became {last_loss} at step {step}: lower --lr")
@@ -135,14 +120,8 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     bar.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
-    extra = {}
-    if averaged is not None:
-        with torch.no_grad():
-            for target, mean in zip(accelerator.unwrap_model(model).parameters(), averaged.module.parameters()):
-                target.copy_(mean)
-        extra = {"averaged_steps": int(averaged.n_averaged)}
     return {"steps": total, "resumed_from": done, "pairs": pairs, "seconds": round(seconds, 1),
-            "pairs_per_s": round(pairs / max(seconds, 1e-9), 1), "last_loss": last_loss, **extra}
+            "pairs_per_s": round(pairs / max(seconds, 1e-9), 1), "last_loss": last_loss}
 
 
 def _checkpoint(accelerator, ckpt: Path, step: int) -> None:
