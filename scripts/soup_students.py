@@ -30,6 +30,10 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.students) < 2:
         ap.error("a soup needs two or more students")
+    for s in args.students:
+        if not (s / "edgerank_distill.json").is_file() or not (s / "model.safetensors").is_file():
+            ap.error(f"{s}: not a student folder written by edgerank distill (edgerank_distill.json "
+                     "and model.safetensors expected)")
     recipes = [json.loads((s / "edgerank_distill.json").read_text()) for s in args.students]
     specs = {json.dumps({"teacher": r["config"]["teacher"], **r["student"]}, sort_keys=True) for r in recipes}
     if len(specs) != 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from edgerank.cli import main
 from edgerank.modeling import ModelError, load_cross_encoder
@@ -343,11 +345,7 @@ SOUP = Path(__file__).parents[1] / "scripts" / "soup_students.py"
 
 def test_soup_averages_students_of_one_start_and_refuses_others(tmp_path, tiny_model_factory):
     """scripts/soup_students.py (session 16's experiment): the mean of two students cloned from the same
-    teacher layers, and a refusal for students that started elsewhere."""
-    import shutil
-
-    from safetensors.torch import load_file
-
+    teacher layers, and a refusal for students that started elsewhere or are not students."""
     def student(seed: int, layers: list[int]) -> Path:
         folder = tmp_path / f"s{seed}"
         shutil.copytree(tiny_model_factory(seed=seed), folder)
@@ -368,3 +366,6 @@ def test_soup_averages_students_of_one_start_and_refuses_others(tmp_path, tiny_m
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "start from different places" in bad.stderr
     assert not (tmp_path / "bad").exists()
+    teacher = subprocess.run([sys.executable, str(SOUP), "--out", str(tmp_path / "bad"), str(a),
+                              str(tiny_model_factory(seed=4))], capture_output=True, text=True)
+    assert teacher.returncode == 2 and "not a student folder written by edgerank distill" in teacher.stderr
