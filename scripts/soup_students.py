@@ -39,7 +39,9 @@ def main() -> None:
     if len(specs) != 1:
         ap.error(f"the students start from different places ({' vs '.join(sorted(specs))}); averaging them is meaningless")
     weights = [load_file(s / "model.safetensors") for s in args.students]
-    mean = {name: sum(w[name].float() for w in weights) / len(weights) for name in weights[0]}
+    # summed in float32, stored in the members' own dtype: an fp16 student stays an fp16 soup
+    mean = {name: (sum(w[name].float() for w in weights) / len(weights)).to(first.dtype)
+            for name, first in weights[0].items()}
     with atomic_dir(args.out) as tmp:
         save_file(mean, tmp / "model.safetensors", metadata={"format": "pt"})
         for f in args.students[0].iterdir():
