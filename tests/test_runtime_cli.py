@@ -112,7 +112,8 @@ def test_serve_command_answers_then_stops_on_signal(rt_artifact, stop):
         with urllib.request.urlopen(url + "/health", timeout=30) as resp:
             assert json.loads(resp.read())["status"] == "ok"
         req = urllib.request.Request(url + "/rank", data=json.dumps(
-            {"query": "drill", "products": [{"id": 1, "title": "drill"}]}).encode())
+            {"query": "drill", "products": [{"id": 1, "title": "drill"}]}).encode(),
+            headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert json.loads(resp.read())["items"][0]["id"] == 1
         proc.send_signal(getattr(signal, stop))

@@ -114,7 +114,8 @@ def test_keep_alive_connection_serves_several_requests(server):
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=30)
     for query in ["drill", "", "hose"]:
-        conn.request("POST", "/rank", body=json.dumps({"query": query, "products": catalog(3)}).encode())
+        conn.request("POST", "/rank", body=json.dumps({"query": query, "products": catalog(3)}).encode(),
+                     headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         assert resp.status == (422 if not query else 200)
         json.loads(resp.read())

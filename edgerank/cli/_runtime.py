@@ -7,8 +7,11 @@ from typing import Callable
 import click
 
 
+def blend_option(fn: Callable) -> Callable:
+    return click.option("--blend", type=click.Path(), help="Per-shop blend weights (JSON or TOML); off by default.")(fn)
+
+
 def runtime_options(fn: Callable) -> Callable:
-    fn = click.option("--blend", type=click.Path(), help="Per-shop blend weights (JSON or TOML); off by default.")(fn)
     fn = click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1),
                       help="Pairs per forward pass; bounds memory for long candidate lists.")(fn)
     fn = click.option("--providers", help="ONNX Runtime execution providers in order, e.g. cuda,cpu (default cpu).")(fn)
@@ -16,8 +19,7 @@ def runtime_options(fn: Callable) -> Callable:
     return fn
 
 
-def load_ranker(artifact, threads, providers, max_batch_size, blend, index=None):
-    from ..runtime import Blend, Ranker
+def load_ranker(artifact, threads, providers, max_batch_size, index=None):
+    from ..runtime import Ranker
 
-    ranker = Ranker.load(artifact, providers=providers, threads=threads, max_batch_size=max_batch_size, index=index)
-    return ranker, Blend.from_file(blend) if blend else None
+    return Ranker.load(artifact, providers=providers, threads=threads, max_batch_size=max_batch_size, index=index)

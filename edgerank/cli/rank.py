@@ -7,7 +7,7 @@ import json
 import click
 
 from ._common import run_guarded
-from ._runtime import runtime_options
+from ._runtime import blend_option, runtime_options
 
 
 @click.command("rank")
@@ -21,13 +21,16 @@ from ._runtime import runtime_options
 @click.option("--explain", is_flag=True, help="Weight of each query word per product (costs words x top-k pairs).")
 @click.option("--index", type=click.Path(), help="Catalog index of a late-interaction/bi-encoder artifact (edgerank index).")
 @runtime_options
+@blend_option
 @run_guarded
 def command(artifact, query, products_path, top_k, as_json, explain, index, threads, providers, max_batch_size, blend):
     """Products sorted by relevance (or by blended score with --blend), with truncations counted."""
     from ..runtime.products import read_products_file
+    from ..runtime import Blend
     from ._runtime import load_ranker
 
-    ranker, blend_weights = load_ranker(artifact, threads, providers, max_batch_size, blend, index)
+    ranker = load_ranker(artifact, threads, providers, max_batch_size, index)
+    blend_weights = Blend.from_file(blend) if blend else None
     products = read_products_file(products_path)
     result = ranker.rank(query, products, top_k=top_k, explain=explain, blend=blend_weights)
     if as_json:

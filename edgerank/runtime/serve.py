@@ -1,169 +1,425 @@
 """A small local HTTP JSON endpoint, so kiosk apps written in any language can rank.
 
 ``POST /rank`` takes ``{"query": str, "products": [{"id", "title", "description"?, ...}],
-"top_k": int?, "explain": bool?, "blend": false | {...}?}`` and answers the ranked ids with their
-scores; ``GET /health`` answers what is loaded. Standard library only (``ThreadingHTTPServer``):
-one thread per connection, all sharing one thread-safe Ranker.
+"top_k": int?, "explain": bool?, "blend": false | true | "NAME" | {...}?}`` and answers the ranked
+ids with their scores; ``GET /health`` answers what is loaded; ``GET /metrics`` is the Prometheus
+text format (see ``telemetry``). Standard library only.
 
-Every bad request gets a JSON ``{"error": ...}`` with a 4xx status and the server keeps serving:
-400 unreadable JSON, 404/405 wrong path or method, 411 no Content-Length, 413 body over the
-size limit, 422 a well-formed request the ranker refuses (empty query, duplicate ids, too many
-candidates ...). It binds to 127.0.0.1 by default and has no authentication: expose it beyond
-the device only behind something that has.
+Nothing in a request is trusted. A request never names a file: ``blend`` is an inline mapping or
+the name of a blend configured at start (``--blend NAME=FILE``). Every client is bounded in what it
+can hold: a connection cap (beyond it, 503 and close), a deadline for headers (``idle_timeout``)
+and another for the body (``body_timeout``) enforced by a watchdog that ends the read however
+slowly the bytes drip in, a bounded number of requests scored at once (a request that cannot start
+within ``request_timeout`` gets 503 with ``Retry-After``), a cap on candidates and on the pairs an
+explanation costs. A JSON content type is required, and a request carrying an ``Origin`` header
+(a browser page) is refused unless that origin was allowed at start: a web page in the kiosk's
+own browser cannot drive the ranker. Bodies over the limit are drained (up to a bound) before the
+413 so the client reads the answer instead of a reset, and every close is a lingering one.
+
+Errors are JSON ``{"error": ...}`` with a 4xx status (400 unreadable, 403 origin, 404/405 wrong
+path or method, 408 too slow, 411 no length, 413 too large, 415 not JSON, 422 refused by the
+ranker) or 503 (busy). It binds to 127.0.0.1 by default and has no authentication.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .blend import Blend
 from .errors import RankerInputError
+from .explain import query_words
 from .ranker import Ranker
+from .telemetry import ServerMetrics
 
-MAX_BODY_BYTES = 2 * 1024 * 1024
-MAX_CANDIDATES = 1000
 _FIELDS = {"query", "products", "top_k", "explain", "blend"}
+_JSON_TYPES = ("application/json",)
+_DRAIN_CHUNK = 1 << 16
+_LINGER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one client may cost the kiosk. Defaults suit a 2-core device ranking ~100 candidates."""
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_candidates: int = 1000
+    max_connections: int = 256  # threads; one more connection gets 503 and is closed
+    concurrency: int = 1  # requests scored at once; each ONNX Runtime run already uses every core
+    request_timeout: float = 30.0  # seconds a read request may wait for a scoring slot
+    idle_timeout: float = 30.0  # seconds to send the request line and headers (keep-alive idle too)
+    body_timeout: float = 10.0  # seconds to send the body once the headers are in
+    max_explain_pairs: int = 2000  # query words x explained items; 0 turns explanations off
+    drain_bytes: int = 16 * 1024 * 1024  # an oversized body up to this size is read and dropped before the 413
+    allow_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_candidates", "max_connections", "concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("request_timeout", "idle_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 class RequestError(Exception):
-    def __init__(self, status: HTTPStatus, message: str):
+    def __init__(self, status: HTTPStatus, message: str, *, close: bool = False,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.close, self.headers = status, close, dict(headers or {})
 
 
 class RankServer(ThreadingHTTPServer):
     daemon_threads = True  # a stuck client never blocks shutdown
+    request_queue_size = 512  # listen backlog: bursts of new connections wait in the kernel, not reset
 
-    def __init__(self, address: tuple[str, int], ranker: Ranker, *, blend: Blend | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES, max_candidates: int = MAX_CANDIDATES, quiet: bool = False):
+    def __init__(self, address: tuple[str, int], ranker: Ranker, *, blends: Mapping[str, Blend] | None = None,
+                 blend: Blend | None = None, limits: ServeLimits | None = None, quiet: bool = False,
+                 **limit_options: Any):
+        self.ranker, self.quiet = ranker, quiet
+        self.limits = limits or ServeLimits(**limit_options)
+        self.blends = dict(blends or {})
+        if blend is not None:
+            self.blends.setdefault("default", blend)
+        self.default_blend = self.blends.get("default")
+        self.metrics = ServerMetrics()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+        self._scoring = threading.BoundedSemaphore(self.limits.concurrency)
+        self._open = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float] = {}
         super().__init__(address, _Handler)
-        self.ranker, self.blend, self.quiet = ranker, blend, quiet
-        self.max_body_bytes, self.max_candidates = max_body_bytes, max_candidates
+        self._watchdog_stop = threading.Event()
+        threading.Thread(target=self._watchdog, name="edgerank-watchdog", daemon=True).start()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    # -- connections: a bounded pool, with deadlines a watchdog enforces --------------------------------
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.metrics.refused_connection()
+            _refuse_busy(request)
+            return
+        with self._lock:
+            self._open += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.unwatch(request)
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._open -= 1
+        self._slots.release()
+
+    def watch(self, conn: socket.socket, seconds: float) -> None:
+        """From now, ``conn`` has ``seconds`` to deliver what is being read; then its reads end."""
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + seconds
+
+    def unwatch(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _watchdog(self) -> None:
+        """Shut the read side of a connection past its deadline: the blocked read returns at once
+        (however slowly bytes trickle in), and the handler can still write its 408 and close."""
+        while not self._watchdog_stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, t in self._deadlines.items() if t < now]
+                for c in late:
+                    del self._deadlines[c]
+            for c in late:
+                try:
+                    c.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        """Lingering close: stop writing, then drop what the client still sends for a moment, so
+        unread bytes never turn our close into a reset that hides the reply from the client."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.1)
+            end = time.monotonic() + _LINGER_SECONDS
+            while time.monotonic() < end and request.recv(_DRAIN_CHUNK):
+                pass
+        except OSError:
+            pass
+        self.close_request(request)
+
+    def server_close(self) -> None:
+        self._watchdog_stop.set()
+        super().server_close()
+
+    # -- scoring: a bounded number at once -----------------------------------------------------------
+
+    def rank(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if not self._scoring.acquire(timeout=self.limits.request_timeout):
+            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "the ranker is busy; retry shortly",
+                               headers={"Retry-After": "1"})
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self.ranker.rank(request["query"], request["products"], top_k=request.get("top_k"),
+                                    explain=request.get("explain", False), blend=request["blend"]).to_dict()
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._scoring.release()
+
+    def render_metrics(self) -> str:
+        with self._lock:
+            connections, in_flight = self._open, self._in_flight
+        return self.metrics.render(connections, in_flight)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: RankServer
     protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds a client may stall mid-request before its thread is freed
+    timeout = 60  # per read; the watchdog's deadlines are the real bound
     server_version = "edgerank"
 
+    def handle_one_request(self) -> None:
+        self.server.watch(self.connection, self.server.limits.idle_timeout)
+        super().handle_one_request()
+
     def do_GET(self) -> None:
+        self.server.unwatch(self.connection)
         if self.path == "/health":
-            self._reply(HTTPStatus.OK, {"status": "ok", **self.server.ranker.describe()})
+            self._reply(HTTPStatus.OK, {"status": "ok", **self.server.ranker.describe(),
+                                        "blends": sorted(self.server.blends)})
+        elif self.path == "/metrics":
+            self._send(HTTPStatus.OK, self.server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif self.path == "/rank":
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /rank"})
         else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}; try POST /rank or GET /health"})
+            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path[:100]}; "
+                                                        "try POST /rank, GET /health or GET /metrics"})
 
     def do_POST(self) -> None:
-        if self.path != "/rank":
-            self._drain_or_close()
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}; try POST /rank"})
-            return
         started = time.perf_counter()
         try:
-            request = self._read_json()
-            answer = self._rank(request)
+            body = self._read_body()
+            if self.path != "/rank":
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path[:100]}; try POST /rank")
+            self._check_origin_and_type()
+            request = self._parse(body)
+            answer = self.server.rank(request)
         except RequestError as e:
-            self._reply(e.status, {"error": str(e)})
+            self.close_connection = self.close_connection or e.close
+            self._reply(e.status, {"error": str(e)}, e.headers)
         except RankerInputError as e:
             self._reply(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(e)})
         except Exception as e:  # a bug must cost one request, not the server
             traceback.print_exc(file=sys.stderr)
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(e).__name__}"})
         else:
-            answer["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            seconds = time.perf_counter() - started
+            answer["took_ms"] = round(seconds * 1000, 3)
+            self.server.metrics.ranked(seconds, answer["candidates"], answer["truncated"],
+                                       (item["probability"] for item in answer["items"]))
             self._reply(HTTPStatus.OK, answer)
 
-    def _read_json(self) -> Any:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header required")
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length!r}") from None
-        if n > self.server.max_body_bytes:
-            self.close_connection = True  # the unread body must not be parsed as the next request
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"body of {n} bytes is over the limit of {self.server.max_body_bytes}")
-        try:
-            body = self.rfile.read(n)
-        except OSError:  # includes the socket timeout of a client that sent less than it announced
-            self.close_connection = True
-            raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"body not received ({n} bytes announced)") from None
-        if len(body) < n:
-            self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"body ended after {len(body)} of {n} announced bytes")
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON ({type(e).__name__}: {e})"[:300]) from None
+    def do_PUT(self) -> None:
+        self._not_allowed()
 
-    def _rank(self, request: Any) -> dict[str, Any]:
+    do_DELETE = do_PATCH = do_PUT
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True  # an unread body must not be parsed as the next request
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed; use POST /rank"})
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        """The announced body, read within the body deadline; oversized bodies are drained, not parsed."""
+        n = self._content_length()
+        limit = self.server.limits.max_body_bytes
+        self.server.watch(self.connection, self.server.limits.body_timeout)
+        try:
+            if n > limit:
+                drained = n <= self.server.limits.drain_bytes and self._discard(n)
+                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                   f"body of {n} bytes is over the limit of {limit}", close=not drained)
+            body = self._read_exactly(n)
+        finally:
+            self.server.unwatch(self.connection)
+        if len(body) < n:
+            raise RequestError(HTTPStatus.REQUEST_TIMEOUT,
+                               f"body not received in time ({len(body)} of {n} announced bytes)", close=True)
+        return body
+
+    def _content_length(self) -> int:
+        if self.headers.get("Transfer-Encoding"):
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; send Content-Length",
+                               close=True)
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header required", close=True)
+        length = values[0].strip()
+        if len(values) > 1 or not (length.isascii() and length.isdigit()) or len(length) > 18:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {', '.join(values)[:40]!r}", close=True)
+        return int(length)
+
+    def _read_exactly(self, n: int) -> bytes:
+        chunks, got = [], 0
+        try:
+            while got < n:
+                chunk = self.rfile.read1(min(_DRAIN_CHUNK, n - got))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except OSError:
+            pass
+        return b"".join(chunks)
+
+    def _discard(self, n: int) -> bool:
+        """Read and drop ``n`` bytes so the connection stays in step; False if the client stopped early."""
+        try:
+            while n > 0:
+                chunk = self.rfile.read1(min(_DRAIN_CHUNK, n))
+                if not chunk:
+                    return False
+                n -= len(chunk)
+        except OSError:
+            return False
+        return True
+
+    def _check_origin_and_type(self) -> None:
+        origin = self.headers.get("Origin")
+        if origin is not None and origin not in self.server.limits.allow_origins:
+            raise RequestError(HTTPStatus.FORBIDDEN, "requests from web pages are refused (origin not allowed)")
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in _JSON_TYPES:
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(body)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON ({type(e).__name__})") from None
         if not isinstance(request, Mapping):
             raise RankerInputError("request: expected a JSON object with 'query' and 'products'")
         unknown = set(request) - _FIELDS
         if unknown:
-            raise RankerInputError(f"request: unknown field(s) {', '.join(sorted(unknown))} "
+            raise RankerInputError(f"request: unknown field(s) {', '.join(sorted(unknown))[:200]} "
                                    f"(allowed: {', '.join(sorted(_FIELDS))})")
         for name in ("query", "products"):
             if name not in request:
                 raise RankerInputError(f"request: missing field '{name}'")
         products = request["products"]
-        if isinstance(products, list) and len(products) > self.server.max_candidates:
-            raise RankerInputError(f"products: {len(products)} candidates, over the limit of {self.server.max_candidates}")
-        blend = request.get("blend", self.server.blend)
-        if blend is False:
-            blend = None
-        elif blend is True:
-            blend = self.server.blend
-        result = self.server.ranker.rank(request["query"], products, top_k=request.get("top_k"),
-                                         explain=request.get("explain", False), blend=blend)
-        return result.to_dict()
+        if isinstance(products, list) and len(products) > self.server.limits.max_candidates:
+            raise RankerInputError(f"products: {len(products)} candidates, over the limit of "
+                                   f"{self.server.limits.max_candidates}")
+        self._check_explain(request)
+        return {**request, "blend": self._blend(request.get("blend", True))}
 
-    def _drain_or_close(self) -> None:
-        """Read a small unwanted body so keep-alive stays in sync; close the connection otherwise."""
+    def _check_explain(self, request: Mapping[str, Any]) -> None:
+        if request.get("explain") is not True:
+            return
+        cap = self.server.limits.max_explain_pairs
+        query, products, top_k = request["query"], request["products"], request.get("top_k")
+        items = len(products) if isinstance(products, list) else 0
+        if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+            items = min(items, top_k)
+        pairs = len(query_words(query)) * items if isinstance(query, str) else 0
+        if cap == 0:
+            raise RankerInputError("explain: explanations are turned off on this server")
+        if pairs > cap:
+            raise RankerInputError(f"explain: {pairs} extra pairs (query words x explained items) is over "
+                                   f"the limit of {cap}; ask for a smaller top_k")
+
+    def _blend(self, spec: Any) -> Blend | None:
+        """A request's blend: off, the server's default, a named blend, or inline weights. Never a path."""
+        if spec is False or spec is None:
+            return None
+        if spec is True:
+            return self.server.default_blend
+        if isinstance(spec, str):
+            if spec not in self.server.blends:
+                names = ", ".join(sorted(self.server.blends)) or "none"
+                raise RankerInputError(f"blend: no blend of that name is configured (configured: {names})")
+            return self.server.blends[spec]
+        if isinstance(spec, Mapping):
+            return Blend.from_dict(spec)
+        raise RankerInputError("blend: expected false, true, a configured blend's name or {'signals': {...}}")
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors found by the standard library (bad request line, huge headers) as JSON too."""
+        self.close_connection = True
+        self._reply(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
+
+    def _reply(self, status: HTTPStatus, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         try:
-            n = int(self.headers.get("Content-Length", 0))
-        except ValueError:
-            n = -1
-        if 0 <= n <= self.server.max_body_bytes:
-            self.rfile.read(n)
-        else:
-            self.close_connection = True
+            body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except ValueError:  # a non-finite number must cost a 500, never a dropped connection
+            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal error: non-finite score"}'
+        self._send(status, body, "application/json; charset=utf-8", headers)
 
-    def _reply(self, status: HTTPStatus, payload: Mapping[str, Any]) -> None:
-        body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
+              headers: Mapping[str, str] | None = None) -> None:
+        self.server.metrics.request(self.command or "?", self.path if hasattr(self, "path") else "?", status)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client went away; nothing left to tell it
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
             super().log_message(format, *args)
+
+
+def _refuse_busy(conn: socket.socket) -> None:
+    """Answer a connection beyond the cap without a thread: a short 503 and a close."""
+    body = b'{"error": "too many connections; retry shortly"}'
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Retry-After: 1\r\nConnection: close\r\n\r\n").encode()
+    try:
+        conn.setblocking(False)
+        conn.send(head + body)
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    conn.close()
 
 
 def make_server(ranker: Ranker, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> RankServer:
@@ -175,7 +431,8 @@ def serve(ranker: Ranker, host: str = "127.0.0.1", port: int = 8000, **options: 
     """Serve until interrupted (Ctrl-C / SIGINT, or SIGTERM: what docker, systemd and kill send to a
     service), then close the socket and return normally."""
     server = make_server(ranker, host, port, **options)
-    print(f"edgerank: serving {ranker.artifact.path} on {server.url} (POST /rank, GET /health)", file=sys.stderr)
+    print(f"edgerank: serving {ranker.artifact.path} on {server.url} (POST /rank, GET /health, GET /metrics)",
+          file=sys.stderr)
     on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
