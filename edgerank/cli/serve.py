@@ -13,6 +13,8 @@ _LIMITS = ("max_body_bytes", "max_candidates", "max_connections", "concurrency",
 
 @click.command("serve")
 @click.option("--artifact", required=True, type=click.Path(), help="Artifact folder or .zip (from edgerank export).")
+@click.option("--index", type=click.Path(), help="Catalog index of a late-interaction/bi-encoder artifact "
+              "(edgerank index): enables POST /search; a replaced index is swapped in while serving.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind. There is no authentication: keep it on loopback unless something else guards it.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -40,13 +42,14 @@ _LIMITS = ("max_body_bytes", "max_candidates", "max_connections", "concurrency",
 @click.option("--quiet", is_flag=True, help="No access log.")
 @runtime_options
 @run_guarded
-def command(artifact, host, port, blends, allow_origins, quiet, threads, providers, max_batch_size, **limits):
-    """POST /rank {query, products, top_k?, explain?, blend?} -> ranked ids and scores; GET /health; GET /metrics."""
+def command(artifact, index, host, port, blends, allow_origins, quiet, threads, providers, max_batch_size, **limits):
+    """POST /rank {query, products, top_k?, explain?, blend?} -> ranked ids and scores; POST /search {query,
+    top_k?, depth?} with --index; GET /health; GET /metrics."""
     from ..runtime.serve import ServeLimits, serve
     from ._runtime import load_ranker
 
     named = _read_blends(blends)
-    ranker = load_ranker(artifact, threads, providers, max_batch_size)
+    ranker = load_ranker(artifact, threads, providers, max_batch_size, index)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}: anyone who can reach this port can query the ranker", err=True)
     serve(ranker, host, port, blends=named, quiet=quiet,

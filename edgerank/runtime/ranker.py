@@ -131,6 +131,11 @@ class Ranker:
         engine = open_backend(backend, artifact, "model", **backend_options)
         return cls(artifact, CrossEncoderScorer(artifact, encoder, engine, max_batch_size))
 
+    def with_index(self, index: CatalogIndex) -> "Ranker":
+        """The same loaded model over another catalog index: a server swaps indexes this way, so a
+        request holding the old Ranker finishes on the old index."""
+        return Ranker(self.artifact, self._scorer, index)
+
     @property
     def max_length(self) -> int:
         return self._scorer.encoder.max_length

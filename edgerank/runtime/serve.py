@@ -2,7 +2,10 @@
 
 ``POST /rank`` takes ``{"query": str, "products": [{"id", "title", "description"?, ...}],
 "top_k": int?, "explain": bool?, "blend": false | true | "NAME" | {...}?}`` and answers the ranked
-ids with their scores; ``GET /health`` answers what is loaded; ``GET /metrics`` is the Prometheus
+ids with their scores. With a catalog index (catalog students), ``POST /search`` takes ``{"query": str, "top_k": int?,
+"depth": int?}`` and ranks the whole catalog, and ``/rank`` reads cached product states; when
+``edgerank index --update`` replaces the index, the server swaps the new one in whole, and a request
+in flight finishes on the old one. ``GET /health`` answers what is loaded; ``GET /metrics`` is the Prometheus
 text format (see ``telemetry``). Standard library only.
 
 Nothing in a request is trusted. A request never names a file: ``blend`` is an inline mapping or
@@ -23,27 +26,32 @@ ranker) or 503 (busy). It binds to 127.0.0.1 by default and has no authenticatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .blend import Blend
+from .catalog import INDEX_FILE, load_index
 from .errors import RankerInputError
 from .explain import query_words
 from .ranker import Ranker
 from .telemetry import ServerMetrics
 
 _FIELDS = {"query", "products", "top_k", "explain", "blend"}
+_SEARCH_FIELDS = {"query", "top_k", "depth"}
 _JSON_TYPES = ("application/json",)
 _DRAIN_CHUNK = 1 << 16
 _LINGER_SECONDS = 1.0
@@ -88,7 +96,7 @@ class RankServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], ranker: Ranker, *, blends: Mapping[str, Blend] | None = None,
                  blend: Blend | None = None, limits: ServeLimits | None = None, quiet: bool = False,
-                 **limit_options: Any):
+                 watch_index: float | None = 1.0, **limit_options: Any):
         self.ranker, self.quiet = ranker, quiet
         self.limits = limits or ServeLimits(**limit_options)
         self.blends = dict(blends or {})
@@ -105,6 +113,9 @@ class RankServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self._watchdog_stop = threading.Event()
         threading.Thread(target=self._watchdog, name="edgerank-watchdog", daemon=True).start()
+        self.index_reloads = 0
+        if ranker.index is not None and watch_index:
+            threading.Thread(target=self._watch_index, args=(watch_index,), name="edgerank-index", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -175,6 +186,28 @@ class RankServer(ThreadingHTTPServer):
             pass
         self.close_request(request)
 
+    # -- the catalog index: swapped in whole when `edgerank index --update` replaces it ------------------
+
+    def _watch_index(self, every: float) -> None:
+        """Poll the index folder; when ``edgerank index`` has renamed a new one into place, load and
+        verify it, then swap it in with one assignment. A request holds the Ranker it started with, so
+        it finishes on the old index (its memory maps stay valid after the old files are removed)."""
+        path = self.ranker.index.path
+        seen = _identity(path)
+        while not self._watchdog_stop.wait(every):
+            now = _identity(path)
+            if now is None or now == seen:
+                continue
+            try:
+                index = load_index(path, self.ranker.artifact)
+            except (ValueError, OSError) as e:  # keep serving the old index; a later change may fix it
+                print(f"edgerank: index at {path} not swapped in: {e}", file=sys.stderr)
+            else:
+                self.ranker = self.ranker.with_index(index)
+                self.index_reloads += 1
+                print(f"edgerank: swapped in the index at {path} ({len(index)} products)", file=sys.stderr)
+            seen = now
+
     def server_close(self) -> None:
         self._watchdog_stop.set()
         super().server_close()
@@ -182,14 +215,28 @@ class RankServer(ThreadingHTTPServer):
     # -- scoring: a bounded number at once -----------------------------------------------------------
 
     def rank(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        ranker = self.ranker
+        with self._scoring_slot():
+            return ranker.rank(request["query"], request["products"], top_k=request.get("top_k"),
+                               explain=request.get("explain", False), blend=request["blend"]).to_dict()
+
+    def search(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        ranker = self.ranker
+        if ranker.index is None:
+            raise RequestError(HTTPStatus.NOT_FOUND, "this server has no catalog index (start it with --index)")
+        options = {k: request[k] for k in ("top_k", "depth") if k in request}
+        with self._scoring_slot():
+            return ranker.search(request["query"], **options).to_dict()
+
+    @contextlib.contextmanager
+    def _scoring_slot(self) -> Iterator[None]:
         if not self._scoring.acquire(timeout=self.limits.request_timeout):
             raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "the ranker is busy; retry shortly",
                                headers={"Retry-After": "1"})
         with self._lock:
             self._in_flight += 1
         try:
-            return self.ranker.rank(request["query"], request["products"], top_k=request.get("top_k"),
-                                    explain=request.get("explain", False), blend=request["blend"]).to_dict()
+            yield
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -215,11 +262,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.unwatch(self.connection)
         if self.path == "/health":
             self._reply(HTTPStatus.OK, {"status": "ok", **self.server.ranker.describe(),
-                                        "blends": sorted(self.server.blends)})
+                                        "blends": sorted(self.server.blends),
+                                        "index_reloads": self.server.index_reloads})
         elif self.path == "/metrics":
             self._send(HTTPStatus.OK, self.server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
-        elif self.path == "/rank":
-            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /rank"})
+        elif self.path in ("/rank", "/search"):
+            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"use POST {self.path}"})
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path[:100]}; "
                                                         "try POST /rank, GET /health or GET /metrics"})
@@ -228,11 +276,15 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         try:
             body = self._read_body()
-            if self.path != "/rank":
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path[:100]}; try POST /rank")
+            if self.path not in ("/rank", "/search"):
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path[:100]}; "
+                                                         "try POST /rank or POST /search")
             self._check_origin_and_type()
-            request = self._parse(body)
-            answer = self.server.rank(request)
+            request = self._parse(body, _FIELDS if self.path == "/rank" else _SEARCH_FIELDS)
+            if self.path == "/rank":
+                answer = self.server.rank(self._checked_rank(request))
+            else:
+                answer = self.server.search(request)
         except RequestError as e:
             self.close_connection = self.close_connection or e.close
             self._reply(e.status, {"error": str(e)}, e.headers)
@@ -244,8 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             seconds = time.perf_counter() - started
             answer["took_ms"] = round(seconds * 1000, 3)
-            self.server.metrics.ranked(seconds, answer["candidates"], answer["truncated"],
-                                       (item["probability"] for item in answer["items"]))
+            if self.path == "/rank":
+                self.server.metrics.ranked(seconds, answer["candidates"], answer["truncated"],
+                                           (item["probability"] for item in answer["items"]))
             self._reply(HTTPStatus.OK, answer)
 
     def do_PUT(self) -> None:
@@ -322,20 +375,23 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type not in _JSON_TYPES:
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
 
-    def _parse(self, body: bytes) -> dict[str, Any]:
+    def _parse(self, body: bytes, fields: set[str]) -> dict[str, Any]:
         try:
             request = json.loads(body)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
             raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON ({type(e).__name__})") from None
         if not isinstance(request, Mapping):
-            raise RankerInputError("request: expected a JSON object with 'query' and 'products'")
-        unknown = set(request) - _FIELDS
+            raise RankerInputError("request: expected a JSON object")
+        unknown = set(request) - fields
         if unknown:
-            raise RankerInputError(f"request: unknown field(s) {', '.join(sorted(unknown))[:200]} "
-                                   f"(allowed: {', '.join(sorted(_FIELDS))})")
-        for name in ("query", "products"):
+            raise RankerInputError(f"request: unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]} "
+                                   f"(allowed: {', '.join(sorted(fields))})")
+        for name in ("query", "products") if "products" in fields else ("query",):
             if name not in request:
                 raise RankerInputError(f"request: missing field '{name}'")
+        return dict(request)
+
+    def _checked_rank(self, request: dict[str, Any]) -> dict[str, Any]:
         products = request["products"]
         if isinstance(products, list) and len(products) > self.server.limits.max_candidates:
             raise RankerInputError(f"products: {len(products)} candidates, over the limit of "
@@ -406,6 +462,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
             super().log_message(format, *args)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """What changes when a new index folder is renamed into place (None while there is none)."""
+    try:
+        folder, meta = os.stat(path), os.stat(path / INDEX_FILE)
+    except OSError:
+        return None
+    return folder.st_ino, meta.st_mtime_ns
 
 
 def _refuse_busy(conn: socket.socket) -> None:
