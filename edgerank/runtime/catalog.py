@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifact import Artifact, ArtifactError, sha256_file
+from ..artifact import Artifact, ArtifactError, confined_path, sha256_file
 from ..io import atomic_dir
 from .products import read_candidates
 from .towers import ProductStates, TowerScorer, text_key
@@ -163,35 +163,79 @@ def update_index(artifact: Artifact, scorer: TowerScorer, path: str | os.PathLik
 
 
 def load_index(path: str | os.PathLike, artifact: Artifact, *, verify: bool = True) -> CatalogIndex:
-    """Open an index for ``artifact``: refused when made with another artifact or when a file was modified."""
+    """Open an index for ``artifact``: refused when made with another artifact or when a file was modified.
+
+    Every file it opens is listed in ``index.json`` with its sha256, confined to the folder and a
+    regular file (as an artifact's files are), so a tampered index fails here, not in a query."""
     path = Path(path)
-    meta_file = path / INDEX_FILE
-    if not meta_file.exists():
-        raise CatalogIndexError(f"{path}: not an edgerank catalog index (no {INDEX_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CatalogIndexError(f"{meta_file}: corrupt ({e})") from None
-    if meta.get("format") != INDEX_FORMAT:
-        raise CatalogIndexError(f"{path}: index format {meta.get('format')!r}; this edgerank reads {INDEX_FORMAT}")
+    meta = _read_meta(path)
     if meta.get("artifact_sha256") != artifact.sha256:
         raise CatalogIndexError(f"{path}: stale index: it was built with another artifact (sha256 "
                                 f"{str(meta.get('artifact_sha256'))[:12]}..., this one is {artifact.sha256[:12]}...); "
                                 f"rebuild it with edgerank index --artifact {artifact.path}")
+    files = _index_files(path, meta, artifact.kind)
     if verify:
-        for name, expected in meta.get("files", {}).items():
-            if not (path / name).exists():
-                raise CatalogIndexError(f"{path}: file {name} listed in {INDEX_FILE} is missing")
-            if sha256_file(path / name) != expected:
+        for name, real in files.items():
+            if sha256_file(real) != meta["files"][name]:
                 raise CatalogIndexError(f"{path}: checksum mismatch for {name}: the index is corrupt or was modified")
-    listing = json.loads((path / "ids.json").read_text())
-    offsets = np.load(path / "offsets.npy")
-    vectors = np.load(path / "vectors.npy", mmap_mode="r")
-    pooled = np.load(path / "pooled.npy").astype(np.float32) if (path / "pooled.npy").exists() else None
-    if len(offsets) != len(listing["ids"]) + 1 or offsets[-1] != len(vectors) or vectors.shape[1] != meta["dim"]:
+    try:
+        listing = json.loads(files["ids.json"].read_text())
+        offsets = np.load(files["offsets.npy"])
+        vectors = np.load(files["vectors.npy"], mmap_mode="r")
+        pooled = np.load(files["pooled.npy"]).astype(np.float32) if "pooled.npy" in files else None
+        ids, keys, truncated = listing["ids"], listing["keys"], np.asarray(listing["truncated"], dtype=bool)
+    except (ValueError, KeyError, TypeError, OSError, EOFError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CatalogIndexError(f"{path}: unreadable index file ({reason})") from None
+    if (len(offsets) != len(ids) + 1 or len(keys) != len(ids) or len(truncated) != len(ids) or vectors.ndim != 2
+            or offsets[-1] != len(vectors) or vectors.shape[1] != meta["dim"]):
         raise CatalogIndexError(f"{path}: ids, offsets and vectors do not agree in size")
-    return CatalogIndex(path, meta, listing["ids"], listing["keys"], np.asarray(listing["truncated"], dtype=bool),
-                        vectors, offsets, pooled)
+    return CatalogIndex(path, meta, ids, keys, truncated, vectors, offsets, pooled)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``index.json``, checked for the fields the loader reads."""
+    meta_file = _confined(path, INDEX_FILE) if path.is_dir() else None
+    if meta_file is None:
+        raise CatalogIndexError(f"{path}: not an edgerank catalog index (no {INDEX_FILE})")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (ValueError, RecursionError) as e:
+        raise CatalogIndexError(f"{path / INDEX_FILE}: corrupt ({(str(e).splitlines() or ['?'])[0]})") from None
+    if not isinstance(meta, dict):
+        raise CatalogIndexError(f"{path / INDEX_FILE}: corrupt (not a JSON object)")
+    if meta.get("format") != INDEX_FORMAT:
+        raise CatalogIndexError(f"{path}: index format {meta.get('format')!r}; this edgerank reads {INDEX_FORMAT}")
+    if meta.get("dtype") not in DTYPES:
+        raise CatalogIndexError(f"{path}: {INDEX_FILE} field 'dtype' must be one of {', '.join(DTYPES)}")
+    if isinstance(meta.get("dim"), bool) or not isinstance(meta.get("dim"), int) or meta["dim"] < 1:
+        raise CatalogIndexError(f"{path}: {INDEX_FILE} field 'dim' must be a positive integer")
+    if not isinstance(meta.get("files"), dict):
+        raise CatalogIndexError(f"{path}: {INDEX_FILE} field 'files' must be a JSON object")
+    return meta
+
+
+def _index_files(path: Path, meta: dict[str, Any], kind: str) -> dict[str, Path]:
+    """Real paths of the files the loader opens for a ``kind`` artifact: each listed in ``index.json``,
+    present and confined."""
+    needed = ["ids.json", "offsets.npy", "vectors.npy"] + (["pooled.npy"] if kind == "late-interaction" else [])
+    out = {}
+    for name in needed:
+        if name not in meta["files"]:
+            raise CatalogIndexError(f"{path}: {INDEX_FILE} does not list {name}, so it cannot be verified")
+        real = _confined(path, name)
+        if real is None:
+            raise CatalogIndexError(f"{path}: file {name} listed in {INDEX_FILE} is missing")
+        out[name] = real
+    return out
+
+
+def _confined(path: Path, name: str) -> Path | None:
+    """``artifact.confined_path`` for an index file, failing as a CatalogIndexError."""
+    try:
+        return confined_path(path, name)
+    except ArtifactError as e:
+        raise CatalogIndexError(str(e)) from None
 
 
 def _run_products(scorer: TowerScorer, texts: Sequence[str], progress=None) -> ProductStates:

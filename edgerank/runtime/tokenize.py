@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..artifact import Artifact, ArtifactError
-
-TRUNCATION = ("longest_first", "only_first", "only_second")
+from ..artifact import MAX_SEQUENCE_LENGTH, MIN_SEQUENCE_LENGTH, TRUNCATION, Artifact, ArtifactError
 CHARS_PER_TOKEN = 32
 
 
@@ -38,8 +36,10 @@ class PairEncoder:
                  pad_id: int | None = None):
         if truncation not in TRUNCATION:
             raise ArtifactError(f"tokenizer truncation {truncation!r} is not one of {', '.join(TRUNCATION)}")
-        if not isinstance(max_length, int) or max_length < 4:
-            raise ArtifactError(f"tokenizer max_length {max_length!r} is not a usable length")
+        if (isinstance(max_length, bool) or not isinstance(max_length, int)
+                or not MIN_SEQUENCE_LENGTH <= max_length <= MAX_SEQUENCE_LENGTH):
+            raise ArtifactError(f"tokenizer max_length {max_length!r} is not a usable length "
+                                f"(an integer from {MIN_SEQUENCE_LENGTH} to {MAX_SEQUENCE_LENGTH})")
         try:
             tok = Tokenizer.from_file(str(tokenizer_file))
         except Exception as e:  # tokenizers raises a bare Exception for a broken file
@@ -95,7 +95,7 @@ class PairEncoder:
 def clip(text: str, max_chars: int) -> tuple[str, bool]:
     """Cut an over-long text at a whitespace before ``max_chars`` (and say whether it was cut).
 
-    Tokenizing costs time in proportion to the whole text (a 1 MB description took 6-15 s here)
+    Tokenizing costs time in proportion to the whole text (a 1 MB description took 6-15 s on a 2-core AMD EPYC)
     though only the first few hundred tokens are kept. Cutting at whitespace keeps every remaining
     word whole, so the tokens are a prefix of the full text's and the truncated pair is the same
     one the model would have seen.

@@ -21,6 +21,12 @@ import torch
 
 from ..data import DataError, QueryGroup
 
+RUN_CONFIG = "run_config.json"
+
+
+class ResumeError(DataError):
+    """A checkpoint left by a run with other arguments: resuming it would mix two trainings."""
+
 
 @dataclass
 class LoopConfig:
@@ -57,11 +63,13 @@ StepFn = Callable[[torch.nn.Module, list[QueryGroup]], torch.Tensor]
 
 def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn, config: LoopConfig,
           work_dir: Path, accelerator, extra_params: Sequence[torch.nn.Parameter] = (),
-          desc: str = "train") -> dict:
+          desc: str = "train", run_config: dict | None = None) -> dict:
     """Train ``model`` in place; returns {"steps", "pairs", "seconds", "pairs_per_s", "last_loss"}.
 
     ``work_dir`` holds the resumable checkpoint; a run started again with the same arguments picks
     up after the last checkpoint (same batches, same RNG state) instead of starting over.
+    ``run_config`` (the arguments that shape the training) is saved with each checkpoint, and a
+    checkpoint saved with other arguments is refused rather than silently continued.
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -92,6 +100,7 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     state_file = ckpt / "loop_state.json"
     done = 0
     if state_file.exists():
+        check_resume(ckpt, run_config, work_dir)
         accelerator.load_state(str(ckpt))
         done = json.loads(state_file.read_text())["step"]
         accelerator.print(f"resuming from step {done}/{total} ({ckpt})")
@@ -116,7 +125,7 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
         bar.set_postfix(loss=f"{last_loss:.4f}", pairs_s=f"{rate:.0f}", epoch=epoch + 1)
         bar.update(1)
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
-            _checkpoint(accelerator, ckpt, step + 1)
+            _checkpoint(accelerator, ckpt, step + 1, run_config)
     bar.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
@@ -124,7 +133,59 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
             "pairs_per_s": round(pairs / max(seconds, 1e-9), 1), "last_loss": last_loss}
 
 
-def _checkpoint(accelerator, ckpt: Path, step: int) -> None:
+def check_resume(ckpt: Path, run_config: dict | None, work_dir: Path) -> None:
+    """Refuse a checkpoint whose saved arguments differ from this run's, naming the first few."""
+    if run_config is None:
+        return
+    saved_file = ckpt / RUN_CONFIG
+    if not saved_file.is_file():
+        raise ResumeError(f"{ckpt}: this checkpoint does not record the arguments it was made with, so resuming "
+                          f"it could mix two trainings; delete {work_dir} to start over")
+    try:
+        saved = json.loads(saved_file.read_text())
+    except ValueError:
+        raise ResumeError(f"{saved_file}: corrupt; delete {work_dir} to start over") from None
+    diffs = _differences(saved, _plain(run_config))
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise ResumeError(f"{ckpt}: checkpoint was made with other arguments ({shown}); run the same command "
+                          f"to resume, or delete {work_dir} to start over")
+
+
+def _plain(config: dict) -> dict:
+    """The config as JSON reads it back (tuples as lists, paths as strings), so saved and new compare equal."""
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def _differences(saved, new, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(saved) | set(new), key=str):
+            out += _differences(saved.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if saved == new else [f"{prefix.rstrip('.')} was {_short(saved)}, now {_short(new)}"]
+
+
+def _short(value, width: int = 48) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def resume_key(config, ignore: Sequence[str] = ()) -> dict:
+    """A run's dataclass config as the dict ``train`` compares on resume, without the ``ignore``
+    fields (those that do not change the training, such as the dev table); the loop's checkpoint
+    interval never counts."""
+    import dataclasses
+
+    key = dataclasses.asdict(config)
+    for name in ignore:
+        key.pop(name, None)
+    if isinstance(key.get("loop"), dict):
+        key["loop"].pop("checkpoint_every", None)
+    return key
+
+
+def _checkpoint(accelerator, ckpt: Path, step: int, run_config: dict | None = None) -> None:
     """Save to a temporary folder and rename, so an interrupt during saving keeps the previous one."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     accelerator.wait_for_everyone()
@@ -136,6 +197,8 @@ def _checkpoint(accelerator, ckpt: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "loop_state.json").write_text(json.dumps({"step": step}))
+        if run_config is not None:
+            (tmp / RUN_CONFIG).write_text(json.dumps(_plain(run_config), indent=2))
         if ckpt.exists():
             shutil.rmtree(ckpt)
         tmp.rename(ckpt)

@@ -14,7 +14,7 @@ from ..data import group_queries, read_table
 from ..io import atomic_dir, write_json
 from ..modeling import count_parameters, load_cross_encoder, load_tokenizer, resolve_backbone, tokenize_pairs
 from .losses import ListNetLoss, PointwiseBCELoss
-from .loop import LoopConfig, train
+from .loop import LoopConfig, resume_key, train
 
 
 @dataclass
@@ -87,7 +87,8 @@ def train_teacher(config: TeacherConfig, *, log=print) -> dict:
     out = Path(config.out)
     work = out.with_name(out.name + ".partial")
     log(f"teacher: {backbone} on {len(groups)} queries / {len(train_df)} pairs, loss={config.loss}")
-    stats = train(model, groups, step, config.loop, work, accelerator, desc="teacher")
+    stats = train(model, groups, step, config.loop, work, accelerator, desc="teacher",
+                  run_config=resume_key(config, ignore=("dev",)))
     model = accelerator.unwrap_model(model)
 
     metrics = {"edgerank_version": __version__, "backbone": str(backbone), "train": stats,

@@ -128,7 +128,7 @@ def load(artifact: Artifact, role: str, engine: str | None = None, device: int =
     so they are not covered by the artifact's checksums."""
     _import_libraries()
     if engine is None:
-        engine = artifact.file(artifact.graph(role).get("engine") or DEFAULT_ENGINE)
+        engine = artifact.file(artifact.graph(role).get("engine") or DEFAULT_ENGINE, listed=False)
         if not engine.is_file():
             raise BackendError(f"{artifact.path}: no TensorRT engine ({engine.name}) for the '{role}' graph; build "
                                "one on the device with `edgerank build-engine` or pass engine=PATH")
