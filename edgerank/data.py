@@ -21,10 +21,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from .core.groups import Catalog, QueryGroup, evaluable, score_by_group  # noqa: F401 (also read from here)
+from .core.text import product_text
 
 CANONICAL = ("query_id", "query", "product_id", "product_title", "product_description", "relevance")
 
@@ -64,18 +67,6 @@ class ReadReport:
         return [f"{self.path}: skipped {n} row(s): {why}" for why, n in self.skipped.items()]
 
 
-@dataclass(frozen=True)
-class QueryGroup:
-    """One query with its candidate list: the unit of batching, scoring and evaluation."""
-
-    query_id: str
-    query: str
-    product_ids: tuple[str, ...]
-    texts: tuple[str, ...]
-    labels: np.ndarray | None  # graded gains, None when the table carries no labels
-    rows: np.ndarray  # positions of the candidates in the frame they came from
-
-
 def stable_id(prefix: str, text: str) -> str:
     """An id that is the same on every machine and run (Python's hash() is salted per process)."""
     return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
@@ -95,6 +86,8 @@ def _decode(path: Path, raw: bytes) -> str:
 def _load_raw(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file (give the table itself: .csv, .tsv, .jsonl or .parquet)")
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".parquet":
         try:
@@ -283,13 +276,24 @@ def read_catalog(path: str | Path, *, columns: Mapping[str, str] | None = None) 
     return out[~dup].reset_index(drop=True), report
 
 
-def product_text(title: str, description: str = "") -> str:
-    """The text a cross-encoder reads for a product: its title, then its description if any."""
-    return f"{title} {description}".strip() if description else title
-
-
 def product_texts(df: pd.DataFrame) -> list[str]:
+    """Each row's product text (``edgerank.core.product_text``, the rule the runtime applies too)."""
     return [product_text(t, d) for t, d in zip(df["product_title"], df["product_description"])]
+
+
+def table_catalog(df: pd.DataFrame) -> Catalog:
+    """Every distinct product of a table (its first row's text), the catalog serving lists are filled
+    from when no products file is given: a split's products are what its queries could be shown."""
+    rows = np.flatnonzero(~df["product_id"].duplicated(keep="first").to_numpy())  # positions, as QueryGroup.rows
+    first = df.iloc[rows]
+    return Catalog(product_ids=tuple(map(str, first["product_id"])), texts=tuple(product_texts(first)),
+                   rows=rows.astype(np.int64))
+
+
+def file_catalog(path: str | Path, *, columns: Mapping[str, str] | None = None) -> Catalog:
+    """A products file (``read_catalog``) as a catalog; its rows point into that file, not a judged table."""
+    df, _ = read_catalog(path, columns=columns)
+    return Catalog(product_ids=tuple(df["product_id"]), texts=tuple(product_texts(df)), rows=None)
 
 
 def gain_offset(df: pd.DataFrame, offset: float | str = "auto") -> float:
@@ -320,21 +324,6 @@ def group_queries(df: pd.DataFrame, offset: float | str = "auto") -> list[QueryG
             rows=np.asarray(idx),
         ))
     return groups
-
-
-def evaluable(groups: Iterable[QueryGroup]) -> list[QueryGroup]:
-    """Queries whose labels can rank anything: at least two distinct labels."""
-    return [g for g in groups if g.labels is not None and len(np.unique(g.labels)) >= 2]
-
-
-def score_by_group(groups: Iterable[QueryGroup],
-                   score_pairs: Callable[[list[str], list[str]], np.ndarray]) -> list[np.ndarray]:
-    """Scores for each group's candidates, one array per group, from ONE call over all pairs: a scorer
-    batches and length-sorts across queries far better than it can inside one short list."""
-    groups = list(groups)
-    flat = score_pairs([g.query for g in groups for _ in g.texts], [t for g in groups for t in g.texts])
-    bounds = np.cumsum([0] + [len(g.texts) for g in groups])
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def split_by_query(df: pd.DataFrame, dev_fraction: float = 0.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -233,3 +233,8 @@ def test_empty_text_and_repeated_pairs_are_skipped_with_counted_warnings(tmp_pat
 def test_a_table_with_nothing_usable_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no usable rows"):
         read_table(_write(tmp_path / "t.csv", HEADER + ",a,1\nb,,2\n"))
+
+
+def test_a_folder_given_as_data_is_one_clear_error(tmp_path):
+    res = CliRunner().invoke(main, ["teacher", "--train", str(tmp_path), "--out", str(tmp_path / "t")])
+    assert res.exit_code != 0 and "not a file" in res.output and "Traceback" not in res.output

@@ -1,14 +1,16 @@
 """Ranking metrics against independent references: scikit-learn's nDCG (ties included), bm25s used
-directly, and hand-worked MRR, gain-kept and agreement values."""
+directly, and hand-worked MRR, gain-kept and agreement values; the metrics load without pandas or torch."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from edgerank.data import QueryGroup
+from edgerank.core import QueryGroup
 from edgerank.metrics import (BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, mrr_at_k, ndcg_at_k,
                               ndcg_per_query)
 
@@ -44,12 +46,14 @@ def test_ndcg_ties_are_averaged_not_broken_by_position():
     assert ndcg_at_k(np.zeros(3), np.arange(3.0), 10) == 0.0
 
 
-def test_mrr_counts_the_first_top_graded_product():
-    gains = np.array([1.0, 2.0, 0.0, 2.0])
-    assert mrr_at_k(gains, np.array([4.0, 3.0, 2.0, 1.0])) == 0.5      # order: 0, 1(best) ...
-    assert mrr_at_k(gains, np.array([0.0, 1.0, 3.0, 2.0])) == 0.5      # order: 2, 3(best) ...
-    assert mrr_at_k(gains, np.array([9.0, 0.0, 8.0, 0.0]), k=2) == 0.0  # best ranked outside the top 2
-    # product 2 first, then a tie of {0, 1, 3} holding both best: rank 2 with p=2/3, rank 3 with p=1/3
+def test_mrr_counts_the_first_relevant_product():
+    gains = np.array([0.0, 2.0, 0.0, 1.0])
+    assert mrr_at_k(gains, np.array([4.0, 3.0, 2.0, 1.0])) == 0.5      # order: 0, 1(relevant) ...
+    assert mrr_at_k(gains, np.array([0.0, 1.0, 3.0, 2.0])) == 0.5      # order: 2, 3(relevant, gain 1) ...
+    assert mrr_at_k(gains, np.array([1.0, 0.0, 9.0, 0.0])) == pytest.approx(1 / 3)  # 2, 0, then a relevant one
+    assert mrr_at_k(gains, np.array([9.0, 0.0, 8.0, 0.0]), k=2) == 0.0  # nothing relevant in the top 2
+    assert mrr_at_k(np.zeros(3), np.arange(3.0)) == 0.0  # no relevant product at all
+    # product 2 first, then a tie of {0, 1, 3} holding both relevant: rank 2 with p=2/3, rank 3 with p=1/3
     assert mrr_at_k(gains, np.array([0.0, 0.0, 9.0, 0.0])) == pytest.approx(2 / 3 / 2 + 1 / 3 / 3)
 
 
@@ -62,7 +66,7 @@ def test_mrr_of_tied_scores_is_the_mean_over_every_tie_break():
         brute = []
         for tie_break in itertools.permutations(range(n)):
             order = np.lexsort((tie_break, -scores))[:k]
-            hits = np.flatnonzero(gains[order] == gains.max())
+            hits = np.flatnonzero(gains[order] > 0)
             brute.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
         assert mrr_at_k(gains, scores, k) == pytest.approx(np.mean(brute), abs=1e-12)
 
@@ -74,7 +78,7 @@ def test_evaluate_averages_over_queries_with_two_labels_only():
     report = evaluate(groups, scores)
     assert report["queries"] == 2
     assert report["ndcg@10"] == pytest.approx((1.0 + 0.5) / 2)
-    assert report["mrr@10"] == pytest.approx((1.0 + 1 / 3) / 2)
+    assert report["mrr@10"] == pytest.approx((1.0 + 1 / 3) / 2)  # the only relevant product first, third
     with pytest.raises(ValueError, match="two distinct labels"):
         evaluate(groups[1:2], scores[1:2])
 
@@ -159,3 +163,19 @@ def test_bm25_scores_equal_a_bm25s_index_built_directly():
         expected = [by_doc[corpus.index(t)] for t in g.texts]
         np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert ours[0][0] == max(ours[0])
+
+
+def test_importing_the_metrics_loads_neither_pandas_nor_torch():
+    code = ("import sys, edgerank.metrics, edgerank.core.compare, edgerank.core.serving; "
+            "print(sorted(m for m in ('pandas', 'torch', 'scipy', 'bm25s') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_gain_kept_interval_leaves_out_resamples_where_the_teacher_ties_the_baseline():
+    baseline = np.array([0.5, 0.5, 0.5, 0.5, 0.5])
+    teacher = baseline + np.array([0.2, 0.0, 0.0, 0.0, 0.0])  # one query of five carries the whole gain
+    model = baseline + np.array([0.1, 0.0, 0.0, 0.0, 0.0])
+    low, high = gain_kept_interval(model, teacher, baseline)
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)  # every resample with a gain keeps half
+    assert np.isnan(gain_kept_interval(baseline, baseline, baseline)[0])  # no gain at all: no share

@@ -1,11 +1,14 @@
 """One benchmark run: every subject on the same candidate lists, then quality, ratios and the machine.
 
 Order of work per subject: load (timed, imports excluded), peak RSS in a fresh process, one untimed
-pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer),
-then for each candidate count N the timing loop over the sampled queries' lists of N. The reference GEMM is timed before every subject and after the last,
-and each subject's latency is divided by the references around it, so a machine that slows down
-midway (another job starting) moves both numbers together. Last, every peer runs again interleaved
-list by list with its edgerank artifact (``paired.py``): the peer ratios the report leads with.
+pass over the judged lists (quality: every evaluable query unless ``quality_queries`` says fewer) and
+one over the sampled queries' BM25-filled serving lists of the headline N, then for each candidate
+count N the timing loop over the sampled queries' lists of N (the random-filled serving lists). The
+reference GEMM is timed before every subject and after the last, and each subject's latency is
+divided by the references around it, so a machine that slows down midway (another job starting)
+moves both numbers together. Last, every peer runs again interleaved list by list with its edgerank
+artifact (``paired.py``): the peer ratios the report leads with. Quality is the shared comparison of
+``edgerank.core.compare`` on the serving and judged lists.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ import numpy as np
 
 from .. import __version__
 from ..artifact import sha256_file
-from ..data import group_queries, read_table
-from ..metrics import BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, ndcg_per_query
+from ..core.compare import compare
+from ..core.groups import evaluable
+from ..core.metrics import evaluate, gain_kept
+from ..core.serving import serving_lists
+from ..data import group_queries, read_table, table_catalog
+from ..metrics import catalog_bm25
 from . import BenchError
 from .candidates import build_candidates, product_records, sample_queries
 from .catalog import catalog_products, index_catalog, is_catalog_artifact
@@ -36,6 +43,7 @@ from .subjects import ArtifactSubject, Subject, TorchSubject, timed_load
 from .timing import Latency
 
 SCHEMA = 1
+BM25 = "bm25"  # the baseline's key among the subjects' scores
 _MB = 1024 * 1024
 
 
@@ -61,7 +69,6 @@ class BenchConfig:
     peers: list[str] = field(default_factory=list)
     memory: bool = True
     gpu: bool = True
-    slowdown: float = 1.0  # testing hook, see timing.SLOWDOWN_ENV
     settle_s: float = SETTLE_S  # idle before each interleaved call (paired.py); tests shorten it
     only: list[str] | None = None  # subject names to bench (a --check retry re-times the regressed ones); None: all
     reference: ReferenceWorkload = field(default_factory=ReferenceWorkload)
@@ -158,7 +165,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
     except ValueError as e:
         raise BenchError(f"{config.data}: {e}") from None
     judged_groups = sample_queries(group_queries(df, config.gain_offset), config.quality_queries, config.seed)
-    judged = [(g.query, product_records(df, g)) for g in judged_groups]
+    catalog = table_catalog(df)
+    quality_lists = _quality_lists(judged_groups, sample, lists, catalog, config.seed)
+    untimed = {name: [(g.query, product_records(df, g)) for g in groups]
+               for name, groups in quality_lists.items() if name != "random"}  # random: the timed list of N
     records = {n: [(g.query, product_records(df, g)) for g in groups] for n, groups in lists.items()}
     with tempfile.TemporaryDirectory(prefix="edgerank-bench-") as scratch:
         indexes = {}  # catalog students rank from a warm index of the data's whole catalog
@@ -177,7 +187,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         for i, item in enumerate(plan, 1):
             subject = item.subject
             log(f"[{i}/{len(plan)}] {subject.name}")
-            entry, subject_scores = _bench_subject(item, judged, records, config)
+            entry, subject_scores = _bench_subject(item, untimed, records, config)
             references.append(config.reference.run(config.threads))
             if subject_scores is not None:
                 around = references[-2]["samples_ms"] + references[-1]["samples_ms"]
@@ -196,9 +206,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
             results.append(entry)
 
         _add_paired(plan, results, records, config, log)
-        bm25, bm25_judged = _bm25(judged_groups, lists)
+        bm25, bm25_scores = _bm25(quality_lists, lists, catalog)
         teacher = next((p.subject.name for p in plan if p.role == "teacher" and p.subject.name in scores), None)
-        _add_quality(results, scores, judged_groups, lists, bm25, bm25_judged, teacher)
+        _add_quality(results, scores, quality_lists, lists, bm25, bm25_scores, teacher)
         _add_ratios(results, teacher)
         ref_ms = [r["ms"] for r in references]
         return {
@@ -211,7 +221,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
                          "quality_queries": len(judged_groups),
                          "candidates": sorted(lists), "headline_n": headline_n(sorted(lists)), "seed": config.seed,
                          "max_length": config.max_length, "threads": config.threads, "warmup": config.warmup,
-                         "repeat": config.repeat, "slowdown": config.slowdown, "settle_s": config.settle_s,
+                         "repeat": config.repeat, "settle_s": config.settle_s,
                          "read_warnings": read_report.warnings()},
             "reference": {"ms": float(np.median(ref_ms)), "runs_ms": ref_ms, "shape": references[0]["shape"],
                           "gflops": float(np.median([r["gflops"] for r in references]))},
@@ -221,8 +231,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         }
 
 
-def _bench_subject(item: Planned, judged, records, config: BenchConfig):
-    """One subject's entry (or a skip note) and its scores: ``{"judged": [...], n: [...]}``."""
+def _bench_subject(item: Planned, untimed, records, config: BenchConfig):
+    """One subject's entry (or a skip note) and its scores: ``{"judged": [...], "bm25": [...], n: [...]}``
+    (``untimed``: the quality lists scored once, outside the timing loop)."""
     subject = item.subject
     entry: dict[str, Any] = {"name": subject.name, "role": item.role, "type": subject.type, "peer_of": item.peer_of}
     try:
@@ -234,11 +245,11 @@ def _bench_subject(item: Planned, judged, records, config: BenchConfig):
                 largest = max(records)
                 entry["memory"] = probe(subject, *records[largest][0])
         subject_scores: dict[Any, list[np.ndarray]] = {}
-        _, subject_scores["judged"] = subject.measure(judged, warmup=0, repeat=1)
+        for name, lists in untimed.items():
+            _, subject_scores[name] = subject.measure(lists, warmup=0, repeat=1)
         entry["latency"] = {}
         for n, lists in records.items():
-            seconds, subject_scores[n] = subject.measure(lists, warmup=config.warmup, repeat=config.repeat,
-                                                         slowdown=config.slowdown)
+            seconds, subject_scores[n] = subject.measure(lists, warmup=config.warmup, repeat=config.repeat)
             entry["latency"][str(n)] = vars(Latency.from_seconds(seconds, n))
         if not subject.in_process:
             entry["load_ms"] = subject.reported.get("load_ms")
@@ -270,7 +281,7 @@ def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, con
             peer.load()
             for n, lists in records.items():
                 seconds = interleave(edgerank, peer, lists, warmup=config.warmup, repeat=config.repeat,
-                                     slowdown=config.slowdown, settle=config.settle_s)
+                                     settle=config.settle_s)
                 entry["latency"][str(n)]["paired"] = paired_ratio(*seconds)
         except PeerUnavailable as e:
             entry["notes"].append(f"no interleaved timing: {e}")
@@ -279,15 +290,27 @@ def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, con
             edgerank.close()
 
 
-def _bm25(judged, lists) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """BM25's metrics on the judged lists and each list of N, and its scores of the judged lists
-    (the per-query baseline of the gain-kept interval)."""
-    bm25 = BM25Baseline()
-    judged_scores = bm25.score(judged)
-    out = {"judged": evaluate(judged, judged_scores)}
+def _quality_lists(judged, sample, lists, catalog, seed: int) -> dict[str, list]:
+    """The list sets quality is compared on (``edgerank.core.compare``): serving lists of the headline
+    N over the timed sample (the random fill is the timed list of N itself; the BM25 fill is scored
+    once more, untimed), then the judged lists of the quality sample."""
+    head = headline_n(sorted(lists))
+    out = {"bm25": serving_lists(sample, catalog, "bm25", head, seed)}
+    if evaluable(lists[head]):  # a list of N cut below two distinct labels has nothing to compare
+        out["random"] = lists[head]
+    out["judged"] = judged
+    return out
+
+
+def _bm25(quality_lists, lists, catalog) -> tuple[dict[str, Any], dict[Any, list[np.ndarray]]]:
+    """BM25's metrics on the judged lists, each list of N and the serving lists, and its scores, from
+    one index over the data's catalog."""
+    scores = catalog_bm25({**quality_lists, **{n: groups for n, groups in lists.items()}}, catalog)
+    out = {"judged": evaluate(quality_lists["judged"], scores["judged"])}
     for n, groups in lists.items():
-        out[str(n)] = _evaluate_or_none(groups, bm25.score(groups))
-    return out, judged_scores
+        out[str(n)] = _evaluate_or_none(groups, scores[n])
+    out["serving"] = {name: evaluate(quality_lists[name], scores[name]) for name in quality_lists if name != "judged"}
+    return out, scores
 
 
 def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
@@ -297,35 +320,36 @@ def _evaluate_or_none(groups, scores) -> dict[str, float] | None:
         return None
 
 
-def _add_quality(results, scores, judged, lists, bm25, bm25_judged, teacher: str | None) -> None:
-    """nDCG@10 / MRR@10 on the judged lists and on each list of N, and, with a teacher, the share of
-    its gain over BM25 kept (with its bootstrap interval over queries) and the agreement with its
-    order (Kendall tau, top-10 overlap)."""
+def _add_quality(results, scores, quality_lists, lists, bm25, bm25_scores, teacher: str | None) -> None:
+    """The shared comparison (``edgerank.core.compare``) of every subject with BM25 and the teacher on
+    the serving and judged lists, into each entry's ``quality``: the judged row at the top level (as
+    earlier results), fidelity to the teacher on the headline list of N, and ``serving`` per fill;
+    nDCG@10 / MRR@10 (and the gain kept) on each list of N go to that N's latency entry."""
     head = headline_n(sorted(lists))
+    ranked = {name: {k: own[k if k != "random" else head] for k in quality_lists} for name, own in scores.items()}
+    ranked[BM25] = {k: bm25_scores[k] for k in quality_lists}
+    comparison = compare(quality_lists, ranked, teacher=teacher, baseline=BM25)
     for entry in results:
         if entry["name"] not in scores:
             continue
+        row = {k: comparison[k][entry["name"]] for k in comparison}
+        judged = row["judged"]
+        entry["quality"] = {k: judged[k] for k in ("ndcg@10", "mrr@10", "queries", "gain_kept", "gain_kept_ci95")
+                            if k in judged}
+        if teacher is not None and "random" in row:
+            entry["quality"].update({"kendall_tau": row["random"]["kendall_tau"],
+                                     "top10_overlap": row["random"]["top10_overlap"], "agreement_n": head})
+        entry["quality"]["serving"] = {k: v for k, v in row.items() if k != "judged"} | {"size": head}
         own = scores[entry["name"]]
-        q = evaluate(judged, own["judged"])
-        entry["quality"] = {"ndcg@10": q["ndcg@10"], "mrr@10": q["mrr@10"], "queries": q["queries"]}
         for n, groups in lists.items():
             per_n = _evaluate_or_none(groups, own[n])
-            if per_n is not None:
-                entry["latency"][str(n)].update({"ndcg@10": per_n["ndcg@10"], "mrr@10": per_n["mrr@10"]})
-        if teacher is None:
-            continue
-        t = scores[teacher]
-        t_ndcg = evaluate(judged, t["judged"])["ndcg@10"]
-        entry["quality"]["gain_kept"] = gain_kept(q["ndcg@10"], t_ndcg, bm25["judged"]["ndcg@10"])
-        entry["quality"]["gain_kept_ci95"] = list(gain_kept_interval(
-            *(ndcg_per_query(judged, s) for s in (own["judged"], t["judged"], bm25_judged))))
-        agree = agreement(t[head], own[head], top=10)
-        entry["quality"].update({"kendall_tau": agree["kendall_tau"], "top10_overlap": agree["top10_overlap"],
-                                 "agreement_n": head})
-        for n in lists:
-            per_n, t_n = entry["latency"][str(n)], _evaluate_or_none(lists[n], t[n])
-            if "ndcg@10" in per_n and t_n is not None and bm25[str(n)] is not None:
-                per_n["gain_kept"] = gain_kept(per_n["ndcg@10"], t_n["ndcg@10"], bm25[str(n)]["ndcg@10"])
+            if per_n is None:
+                continue
+            entry["latency"][str(n)].update({"ndcg@10": per_n["ndcg@10"], "mrr@10": per_n["mrr@10"]})
+            t_n = _evaluate_or_none(groups, scores[teacher][n]) if teacher is not None else None
+            if t_n is not None and bm25[str(n)] is not None:
+                entry["latency"][str(n)]["gain_kept"] = gain_kept(per_n["ndcg@10"], t_n["ndcg@10"],
+                                                                  bm25[str(n)]["ndcg@10"])
 
 
 def _add_ratios(results, teacher_name: str | None) -> None:

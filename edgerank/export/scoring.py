@@ -1,9 +1,11 @@
-"""Score (query, product) pairs with an exported graph exactly as a deployment would: ONNX Runtime
-on the artifact's own ``tokenizer.json``, feeding only the inputs the graph declares.
+"""Score (query, product) pairs with an exported graph through the runtime's own scorer, and the
+feeds calibration needs.
 
-Parity and the quality gate both go through here, so they measure the artifact — tokenizer file
-included — rather than the torch model it came from. Export must not depend on the runtime
-package (the runtime must never depend on export either), hence this small scorer of its own.
+Parity and the quality gate go through ``edgerank.runtime`` (export may import the runtime; the
+runtime never imports export), so they measure what a deployment runs: the artifact's tokenizer
+file, the graph's declared inputs, the runtime's length-sorted batches. A graph that is not yet in
+an artifact folder (the fp32 and optimized graphs parity checks) is scored by the same classes
+``Ranker.load`` assembles.
 """
 
 from __future__ import annotations
@@ -14,7 +16,27 @@ from typing import Sequence
 
 import numpy as np
 
-from ..batching import DEFAULT_MAX_BATCH_SIZE, length_batches
+from ..batching import DEFAULT_MAX_BATCH_SIZE
+
+
+def graph_scorer(graph: str | os.PathLike, tokenizer_file: str | os.PathLike, max_length: int,
+                 pad_id: int | None = None, *, threads: int | None = None):
+    """The runtime's ``CrossEncoderScorer`` on ``graph`` and ``tokenizer_file``: what ``Ranker.load``
+    builds for an artifact, for a graph that is not in one yet."""
+    from ..artifact import Artifact
+    from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from ..runtime.cross_encoder import CrossEncoderScorer
+    from ..runtime.tokenize import PairEncoder
+
+    encoder = PairEncoder(tokenizer_file, max_length, "longest_first", pad_id)
+    backend = OnnxRuntimeBackend(str(graph), threads=threads)
+    return CrossEncoderScorer(Artifact(path=Path(graph).parent, manifest={}), encoder, backend, DEFAULT_MAX_BATCH_SIZE)
+
+
+def score_groups(scorer, groups) -> list[np.ndarray]:
+    """Scores of each query group, one group per call as ``Ranker.rank`` scores one query's list
+    (dynamic INT8 scores depend on the batch, see ``edgerank.batching``)."""
+    return [scorer.score([g.query] * len(g.texts), list(g.texts))[0] for g in groups]
 
 
 def pair_tokenizer(path: str | os.PathLike, max_length: int, pad_id: int, pad_token: str):
@@ -46,28 +68,3 @@ def ort_session(path: str | os.PathLike, threads: int = 0):
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(str(Path(path)), opts, providers=["CPUExecutionProvider"])
-
-
-def score_pairs_onnx(session, tokenizer, queries: Sequence[str], texts: Sequence[str], *,
-                     batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> np.ndarray:
-    """Raw logits for aligned query/text lists, in input order, in the runtime's batches: sorted by
-    token length, at most ``batch_size`` a pass, each padded to its longest (``edgerank.batching``)."""
-    if len(queries) != len(texts):
-        raise ValueError("queries and texts differ in length")
-    if not queries:
-        return np.empty(0, dtype=np.float32)
-    names = [i.name for i in session.get_inputs()]
-    feed = encode_feed(tokenizer, list(zip(queries, texts)), names + ["attention_mask"])
-    lengths = feed["attention_mask"].sum(axis=1)
-    out = np.empty(len(queries), dtype=np.float32)
-    for rows in length_batches(lengths, batch_size):
-        width = int(lengths[rows].max())
-        out[rows] = session.run(None, {n: feed[n][rows, :width] for n in names})[0].reshape(-1)
-    return out
-
-
-def score_groups_onnx(session, tokenizer, groups, **kwargs) -> list[np.ndarray]:
-    """Scores for each query group's candidates, one array per group, each group scored on its own as
-    ``Ranker.rank`` scores one query's list (dynamic INT8 scores depend on the batch, see
-    ``edgerank.batching``)."""
-    return [score_pairs_onnx(session, tokenizer, [g.query] * len(g.texts), list(g.texts), **kwargs) for g in groups]

@@ -1,10 +1,8 @@
 """Read the caller's products (dicts or objects) into what the model scores, without touching them.
 
 A product needs an ``id`` (str or int) and a non-empty ``title``; ``description`` is optional. The
-text the cross-encoder reads is built by ``product_text`` — the same one-line rule as
-``edgerank.data.product_text`` (the training side), which this package cannot import; a test pins
-that both agree, because a runtime that reads products differently from training silently loses
-quality.
+text the cross-encoder reads is built by ``edgerank.core.product_text``, the one rule training,
+export and bench use too.
 """
 
 from __future__ import annotations
@@ -13,19 +11,16 @@ import csv
 import io
 import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.text import product_text
 from .errors import RankerInputError
 
 _MISSING = object()
-
-
-def product_text(title: str, description: str = "") -> str:
-    """Title, then the description if any (keep identical to ``edgerank.data.product_text``)."""
-    return f"{title} {description}".strip() if description else title
 
 
 def get_field(product: Any, name: str, default: Any = None) -> Any:
@@ -51,9 +46,15 @@ def check_text(value: Any, where: str, *, required: bool) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise RankerInputError(f"{where}: not valid Unicode text (contains a lone surrogate)") from None
-    if required and not value.strip():
-        raise RankerInputError(f"{where}: empty")
+    if required and not _visible(value):
+        raise RankerInputError(f"{where}: empty (no visible characters)")
     return value
+
+
+def _visible(text: str) -> bool:
+    """True when ``text`` has a character a reader could see: NULs, control and format characters
+    (zero-width spaces, joiners, byte-order marks) and whitespace alone make an empty text."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ def read_candidates(products: Any) -> list[Candidate]:
             raise RankerInputError(f"product {i}: no 'id'")
         if isinstance(pid, bool) or not isinstance(pid, (str, int)):
             raise RankerInputError(f"product {i}: field 'id': expected a string or integer, got {type(pid).__name__}")
+        if isinstance(pid, int) and not -2**63 <= pid < 2**64:  # before any str(): huge ints cannot be printed
+            raise RankerInputError(f"product {i}: field 'id': integer ids must fit in 64 bits "
+                                   f"(this one has {pid.bit_length()} bits); send long ids as strings")
         where = f"product {i} (id {pid!r})"
         if isinstance(pid, str):
             check_text(pid, f"{where}: field 'id'", required=True)

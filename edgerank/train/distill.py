@@ -15,9 +15,9 @@ from .. import __version__
 from ..data import product_texts, read_table
 from ..io import atomic_dir, write_json
 from ..metrics import bm25_scorer
-from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, tokenize_pairs
+from ..modeling import ModelError, count_parameters, load_cross_encoder, load_tokenizer, resolve_model, tokenize_pairs
 from .augment import DEFAULT_COPIES, augment_queries
-from .loop import LoopConfig, train
+from .loop import LoopConfig, resume_key, train
 from .losses import ListwiseKLLoss, MarginMSELoss, PointwiseBCELoss, ScoreMSELoss, auto_temperature
 from .students import (HiddenProjection, StudentSpec, check_not_larger, encoder_layers, matched_teacher_states,
                        select_layers, spread_layers, subclone)
@@ -187,8 +187,9 @@ def distill(config: DistillConfig, *, log=print) -> dict:
     device = accelerator.device
     teacher.to(device).eval()
     with accelerator.main_process_first():
-        t_scores = teacher_scores(pairs, teacher_dir=config.teacher, model=teacher, tokenizer=teacher_tok,
-                                  score_file=config.teacher_scores, max_length=config.max_length, log=log)
+        t_scores = teacher_scores(pairs, teacher_dir=resolve_model(config.teacher), model=teacher,
+                                  tokenizer=teacher_tok, score_file=config.teacher_scores,
+                                  max_length=config.max_length, log=log)
     from ..data import group_queries
 
     has_labels = "relevance" in df.columns and config.label_weight > 0
@@ -255,7 +256,8 @@ def distill(config: DistillConfig, *, log=print) -> dict:
         f"parameters vs teacher {count_parameters(teacher) / 1e6:.1f}M; losses {'+'.join(config.losses)}"
         f"{f' + {config.label_weight}*labels' if label_loss else ''}{f' + {hidden_weight}*hidden' if projection else ''}")
     extra = list(projection.parameters()) if projection is not None else []
-    stats = train(student, groups, step, config.loop, work, accelerator, extra_params=extra, desc="distill")
+    stats = train(student, groups, step, config.loop, work, accelerator, extra_params=extra, desc="distill",
+                  run_config=resume_key(config, ignore=("dev", "report_dir")))
     student = accelerator.unwrap_model(student)
 
     stats["temperature"] = float(temperature)
@@ -283,7 +285,9 @@ def distill(config: DistillConfig, *, log=print) -> dict:
 
 
 def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_tok) -> dict:
-    """Student vs teacher vs BM25 on dev, plus cost per pair; refuses a student whose scores are constant."""
+    """Student vs teacher vs BM25 on dev serving lists (both fills) and judged lists, plus cost per pair;
+    refuses a student whose scores are constant."""
+    from ..core.serving import DEFAULT_LIST_SIZE
     from ..data import group_queries
     from ..evaluate import CONSTANT_SCORE_STD, evaluate_model
 
@@ -294,7 +298,7 @@ def _dev_report(config: DistillConfig, student, student_tok, teacher, teacher_to
         score_fn = lambda groups: score_tower_groups(student, student_tok, groups, progress=True)  # noqa: E731
     dev = evaluate_model(student, student_tok, config.dev, max_length=config.max_length, teacher=(teacher, teacher_tok),
                          columns=config.columns, label_map=config.label_map, gain_offset=config.gain_offset,
-                         score_fn=score_fn)
+                         score_fn=score_fn, list_size=DEFAULT_LIST_SIZE)
     if dev["score_std"] < CONSTANT_SCORE_STD:
         raise ModelError(f"the student's dev scores do not vary (std {dev['score_std']:.2e}): training collapsed; "
                          "check the teacher loads in float32 and lower --lr")
