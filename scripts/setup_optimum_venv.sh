@@ -12,10 +12,10 @@ printf '*\n' > "$venv/.gitignore"   # the venv ignores itself; no edit to the pr
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # torch first, pinned like the main set-up: an unpinned torch pulled in by optimum is the multi-GB CUDA build
 "$venv/bin/python" -m pip install --constraint "$root/constraints.txt" torch
-"$venv/bin/python" -m pip install --constraint "$root/constraints.txt" -r "$root/bench/peers/optimum/requirements.txt"
+"$venv/bin/python" -m pip install --constraint "$root/constraints.txt" -r "$root/edgerank/bench/optimum_peer/requirements.txt"
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
-import optimum.onnxruntime  # noqa: F401  (fails here, not in the middle of a benchmark)
+import optimum.onnxruntime  # noqa: F401  (fails at set-up, not in the middle of a benchmark)
 print("optimum peer environment ready:",
       ", ".join(f"{p} {md.version(p)}" for p in ("optimum-onnx", "optimum", "transformers",
                                                  "sentence-transformers", "onnxruntime", "torch")))

@@ -1,6 +1,7 @@
 """Export on a tiny random cross-encoder: every precision exports, loads, runs in ONNX Runtime and
-records parity; failed parity or a failed quality gate writes nothing; TensorRT targets get a QDQ
-or fp32 graph and the right build script."""
+records parity; the quality gate scores serving lists through the runtime's own Ranker, passes a
+sound export and fails a broken graph; failed parity or a failed gate writes nothing; TensorRT
+targets get a QDQ or fp32 graph and the right build script."""
 
 from __future__ import annotations
 
@@ -12,22 +13,21 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from edgerank.artifact import load_artifact
+from edgerank.artifact import load_artifact, write_manifest_and_checksums
 from edgerank.export import ExportError, export_artifact
-from edgerank.export.scoring import ort_session, pair_tokenizer, score_groups_onnx, score_pairs_onnx
+from edgerank.export.scoring import graph_scorer, ort_session
+from edgerank.runtime import Ranker
 
 QUERIES = ["red cordless drill", "garden hose", "white door hinge 3 in", "x"]
 TEXTS = ["Red 18V Cordless Drill Kit", "Stainless Door Hinge Set", "Blue Garden Hose 50 ft. with nozzle", "Y"]
 
 
 def artifact_scores(path) -> np.ndarray:
-    """Score with nothing but the artifact: its manifest, its tokenizer file and its graph."""
+    """Score with nothing but the artifact (its manifest, tokenizer file and graph), as the runtime does."""
     art = load_artifact(path)
-    tok = art.manifest["tokenizer"]
-    tokenizer = pair_tokenizer(art.file(tok["file"]), tok["max_length"], tok["pad_id"], tok["pad_token"])
     session = ort_session(art.file(art.graph()["file"]), threads=1)
     assert [i.name for i in session.get_inputs()] == art.graph()["inputs"]
-    return score_pairs_onnx(session, tokenizer, QUERIES, TEXTS)
+    return Ranker.load(path, threads=1).score(list(zip(QUERIES, TEXTS)))
 
 
 def torch_scores(model_dir, max_length=128) -> np.ndarray:
@@ -88,35 +88,106 @@ def test_each_precision_exports_runs_and_records_parity(tiny_cross_encoder, tiny
 
 def test_quality_gate_passes_and_records_numbers(tiny_cross_encoder, tiny_judged_csv, tmp_path):
     out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
-                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.5)
+                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.5,
+                          gate_list_size=20)
     q = load_artifact(out).manifest["quality"]
-    assert q["passed"] and q["queries"] == 12
-    assert {"fp32", "exported", "bm25", "gain_kept", "top10_overlap", "allowed_drop"} <= set(q)
-    assert q["fp32"]["ndcg@10"] - q["exported"]["ndcg@10"] == pytest.approx(q["ndcg_drop"])
+    assert q["passed"] and q["queries"] == 12 and q["gated_on"] == "random" and q["list_size"] == 20
+    assert list(q["comparison"]) == ["bm25", "random", "judged"] and set(q["top10_overlap"]) == {"bm25", "random"}
+    assert q["lists"]["random"]["size"] == {"min": 20, "median": 20.0, "max": 20}
+    gated = q["comparison"]["random"]
+    assert set(gated) == {"fp32", "exported", "bm25"} and gated["fp32"]["top10_overlap"] == 1.0
+    assert gated["fp32"]["ndcg@10"] - gated["exported"]["ndcg@10"] == pytest.approx(q["ndcg_drop"])
+    assert q["gain_kept"] == gated["exported"]["gain_kept"] and len(q["gain_kept_ci95"]) == 2
+    assert q["top10_overlap"]["bm25"] == q["comparison"]["bm25"]["exported"]["top10_overlap"]
+    assert q["fp32"] == {k: q["comparison"]["judged"]["fp32"][k] for k in ("ndcg@10", "ndcg@5", "mrr@10", "queries")}
+    assert (q["max_quality_drop"], q["min_agreement"]) == (1.0, 0.5)
 
 
 def test_quality_gate_scores_an_int8_artifact_exactly_as_the_runtime_ranks(tiny_cross_encoder, tiny_judged_csv,
                                                                            tmp_path):
-    """Dynamic INT8 picks activation scales per batch, so the gate must batch as ``Ranker`` does (one
+    """Dynamic INT8 picks activation scales per batch, so the gate must score what ``Ranker`` scores (one
     query's list at a time, by token length, 16 a pass); otherwise it gates a number no kiosk sees."""
-    from edgerank.data import evaluable, group_queries, read_table
-    from edgerank.metrics import evaluate
-    from edgerank.runtime import Ranker
+    from edgerank.core.metrics import evaluate
+    from edgerank.export.gate import gate_lists, runtime_scores
 
     out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
-                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.0)
-    groups = evaluable(group_queries(read_table(tiny_judged_csv)[0]))
-    ranker = Ranker.load(out, threads=1)
-    runtime = [ranker.score([(g.query, t) for t in g.texts]) for g in groups]
-    art = load_artifact(out)
-    tok = art.manifest["tokenizer"]
-    gate = score_groups_onnx(ort_session(art.file("model.onnx"), threads=1),
-                             pair_tokenizer(art.file(tok["file"]), tok["max_length"], tok["pad_id"], tok["pad_token"]),
-                             groups)
-    for g, a, b in zip(groups, gate, runtime):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=g.query)
-    assert evaluate(groups, runtime)["ndcg@10"] == pytest.approx(art.manifest["quality"]["exported"]["ndcg@10"],
-                                                                 abs=1e-12)
+                          eval_data=str(tiny_judged_csv), max_quality_drop=1.0, min_agreement=0.0,
+                          gate_list_size=30)
+    lists, _ = gate_lists(tiny_judged_csv, list_size=30)
+    gate = runtime_scores(out, lists)
+    ranker = Ranker.load(out)
+    recorded = load_artifact(out).manifest["quality"]["comparison"]
+    for name, groups in lists.items():
+        for g, got in zip(groups, gate[name]):
+            np.testing.assert_array_equal(got, ranker.score([(g.query, t) for t in g.texts]), err_msg=g.query)
+        assert evaluate(groups, gate[name])["ndcg@10"] == recorded[name]["exported"]["ndcg@10"], name
+
+
+def _broken_copy(artifact, dest):
+    """The artifact with its graph's weight matrices shuffled: it loads and runs, but ranks at random."""
+    shutil.copytree(artifact, dest)
+    model = onnx.load(str(dest / "model.onnx"))
+    rng = np.random.default_rng(0)
+    for init in model.graph.initializer:
+        values = onnx.numpy_helper.to_array(init)
+        if values.dtype == np.float32 and values.ndim == 2:
+            init.CopyFrom(onnx.numpy_helper.from_array(rng.permutation(values.ravel()).reshape(values.shape),
+                                                      init.name))
+    onnx.save(model, str(dest / "model.onnx"))
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest.pop("files")
+    write_manifest_and_checksums(dest, manifest)
+    return dest
+
+
+def test_gate_passes_a_sound_export_and_fails_a_broken_graph(tiny_cross_encoder, tiny_judged_csv, tmp_path):
+    """With the default thresholds (99% of the fp32 gain, top-10 overlap 0.97 on both fills)."""
+    from edgerank.export.gate import MAX_QUALITY_DROP, MIN_AGREEMENT, run_gate
+    from edgerank.modeling import load_cross_encoder, load_tokenizer, score_groups
+
+    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=32, require_head=False,
+                          eval_data=str(tiny_judged_csv))
+    q = load_artifact(out).manifest["quality"]
+    assert q["passed"] and (q["max_quality_drop"], q["min_agreement"]) == (MAX_QUALITY_DROP, MIN_AGREEMENT)
+    assert (MAX_QUALITY_DROP, MIN_AGREEMENT) == (0.01, 0.97)
+    assert min(q["top10_overlap"].values()) >= 0.97
+
+    model, tokenizer = load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder)
+    reference = lambda groups: score_groups(model, tokenizer, groups, max_length=32)  # noqa: E731
+    report, _ = run_gate(out, reference, tiny_judged_csv)
+    assert report["passed"] and report["comparison"] == q["comparison"]
+    broken = _broken_copy(out, tmp_path / "broken")
+    Ranker.load(broken).score([("red drill", "Red Drill")])  # a sound artifact to the loader
+    with pytest.raises(ExportError, match=r"quality gate failed.*top-10 overlap with the fp32 model on bm25-fill"):
+        run_gate(broken, reference, tiny_judged_csv)
+
+
+def test_gate_rules_on_hand_made_scores():
+    """The gain check on the random fill (a share of the fp32 gain over BM25, or of its nDCG when it has
+    no gain), the overlap check on every fill, and judged lists alone when no serving list is asked for."""
+    from edgerank.core import QueryGroup
+    from edgerank.export.gate import quality_gate
+
+    groups = [QueryGroup(query_id=f"q{i}", query="q", product_ids=tuple("abcdefghijkl"), texts=tuple("abcdefghijkl"),
+                         labels=np.array([2.0, 1.0] + [0.0] * 10)) for i in range(4)]
+    ideal, reverse = [np.arange(12.0)[::-1]] * 4, [np.arange(12.0)] * 4
+    lists = {"random": groups, "judged": groups}
+    as_lists = lambda scores: {name: scores for name in lists}  # noqa: E731
+    good = quality_gate(lists, as_lists(ideal), as_lists(ideal), as_lists(reverse))
+    assert good["passed"] and good["gain_kept"] == 1.0 and good["top10_overlap"] == {"random": 1.0}
+    # the export swaps the first two products: it keeps part of the gain, and the same top-10 set
+    swapped = [np.array([10.0, 11.0] + list(range(9, -1, -1)), dtype=float)] * 4
+    bad = quality_gate(lists, as_lists(ideal), as_lists(swapped), as_lists(reverse))
+    assert not bad["passed"] and bad["gain_kept"] < 0.99 and bad["top10_overlap"]["random"] == 1.0
+    assert bad["reasons"] == [f"nDCG@10 fell by {bad['ndcg_drop']:.4f} (1.0000 -> "
+                              f"{bad['comparison']['random']['exported']['ndcg@10']:.4f}), more than the allowed "
+                              f"{bad['allowed_drop']:.4f} (0.01 x fp32 gain over BM25)"]
+    # an fp32 model that does not beat BM25: the allowance is a share of its nDCG@10
+    flat = quality_gate(lists, as_lists(reverse), as_lists(reverse), as_lists(ideal))
+    assert flat["passed"] and flat["drop_basis"].startswith("nDCG@10 (fp32 model does not beat BM25)")
+    judged_only = quality_gate({"judged": groups}, {"judged": ideal}, {"judged": reverse}, {"judged": reverse})
+    assert judged_only["gated_on"] == "judged" and set(judged_only["top10_overlap"]) == {"judged"}
+    assert any("on the judged lists is 0.800 < 0.97" in r for r in judged_only["reasons"])
 
 
 def test_failing_quality_gate_writes_nothing_and_keeps_prior_artifact(tiny_cross_encoder, tiny_judged_csv, tmp_path):
@@ -199,10 +270,8 @@ def test_embedding_blocks_round_trip_within_half_a_step(tiny_cross_encoder, tmp_
     error = np.abs(restored.reshape(30522, 32) - tables[name])
     assert (error <= np.repeat(scales, 32, axis=1) / 2 + 1e-7).all() and error.max() > 0
     assert {k for k, v in tables.items() if v.ndim == 2 and v.shape[0] < 1000} <= set(quantized)
-    session = ort_session(tmp_path / "q.onnx", threads=1)
-    art = load_artifact(out)
-    tokenizer = pair_tokenizer(art.file("tokenizer.json"), 32, 0, "[PAD]")
-    np.testing.assert_allclose(score_pairs_onnx(session, tokenizer, QUERIES, TEXTS), artifact_scores(out), atol=0.05)
+    scorer = graph_scorer(tmp_path / "q.onnx", out / "tokenizer.json", 32, 0, threads=1)
+    np.testing.assert_allclose(scorer.score(QUERIES, TEXTS)[0], artifact_scores(out), atol=0.05)
 
 
 def test_keep_embeddings_fp32_leaves_the_table_alone(tiny_cross_encoder, tmp_path):

@@ -1,5 +1,5 @@
 """Calibration sets (stratified by token length and label), the calibration reader, the probability
-map fit, and VNNI detection — the parts of export that decide numbers rather than plumbing."""
+map fit — the parts of export that decide numbers rather than plumbing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from edgerank.export.calibration import build_calibration_set, pair_reader
 from edgerank.export.probability import fit_probability
-from edgerank.export.quantize import cpu_has_vnni
 from edgerank.export.scoring import pair_tokenizer
 
 
@@ -92,12 +91,3 @@ def test_probability_fit_falls_back_to_sigmoid_when_it_cannot_fit():
     logits = np.linspace(-2, 2, 50)
     assert fit_probability(logits, -logits)["method"] == "sigmoid"  # relevance falls as logits rise
     assert fit_probability(logits, np.ones(50))["method"] == "sigmoid"
-
-
-def test_vnni_detection_reads_cpu_flags(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 fma\n")
-    assert cpu_has_vnni(cpuinfo) is False
-    cpuinfo.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_vnni\n")
-    assert cpu_has_vnni(cpuinfo) is True
-    assert cpu_has_vnni(tmp_path / "absent") is False

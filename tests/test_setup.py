@@ -1,5 +1,5 @@
 """Set-up pieces that CI and users depend on: .ci/run with the real Makefile, the demo's steps, the
-README's first screen, and scripts/assemble_mpnet.sh on wheels built here (no 400 MB download)."""
+README's first screen, and scripts/assemble_mpnet.sh on wheels the tests build (no 400 MB download)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,21 @@ def test_torch_is_pinned_and_installed_first():
     assert len(pins) == 1
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.index("--constraint $(CONSTRAINTS)") < makefile.index("-e '.[train,test]'")
+
+
+def test_base_install_declares_the_runtime_commands_needs_and_ships_run_time_files():
+    """click is a base dependency (the runtime commands run on the base install), and the files read
+    at run time from inside the package are package data (test_runtime_install.py installs the wheel)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert {Requirement(r).name for r in pyproject["project"]["dependencies"]} == {
+        "numpy", "onnxruntime", "tokenizers", "click"}
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["edgerank"]
+    for folder, needed in (("export/profiles", "cpu-avx2-int8.toml"), ("bench/optimum_peer", "peer.py")):
+        assert f"{folder}/*" in shipped and (ROOT / "edgerank" / folder / needed).is_file()
 
 
 # --- scripts/assemble_mpnet.sh -----------------------------------------------------------------

@@ -12,7 +12,7 @@
   over all candidates, also in ``.venv-optimum``.
 
 The two optimum-based peers live in another virtual environment (``scripts/setup_optimum_venv.sh``)
-and are driven over JSON lines on stdin/stdout by ``bench/peers/optimum/peer.py``; without that
+and are driven over JSON lines on stdin/stdout by ``optimum_peer/peer.py`` (beside this module); without that
 environment they are skipped with a note saying how to create it.
 """
 
@@ -32,7 +32,7 @@ from .subjects import ArtifactSubject, Subject, folder_size, texts_of
 PEERS = ("st", "st-onnx", "ort", "optimum")
 REPO = Path(__file__).resolve().parents[2]
 OPTIMUM_VENV = Path(os.environ.get("EDGERANK_OPTIMUM_VENV", REPO / ".venv-optimum"))
-PEER_SCRIPT = REPO / "bench" / "peers" / "optimum" / "peer.py"
+PEER_SCRIPT = Path(__file__).resolve().parent / "optimum_peer" / "peer.py"
 
 
 class PeerUnavailable(Exception):
@@ -168,9 +168,9 @@ class VenvPeerSubject(Subject):
             raise PeerUnavailable(f"{self.backend}: {reply['error']}")
         return reply
 
-    def measure(self, lists, *, warmup, repeat, slowdown=1.0):
+    def measure(self, lists, *, warmup, repeat):
         reply = self._ask({"op": "measure", "lists": [[q, texts_of(p)] for q, p in lists], "warmup": warmup,
-                           "repeat": repeat, "slowdown": slowdown})
+                           "repeat": repeat})
         self.reported["peak_rss_mb"] = reply["peak_rss_mb"]
         return reply["seconds"], [np.asarray(s, dtype=np.float64) for s in reply["scores"]]
 

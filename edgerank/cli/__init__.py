@@ -1,7 +1,12 @@
-"""The ``edgerank`` command line: one thin module per subcommand over a library call."""
+"""The ``edgerank`` command line: one thin module per subcommand over a library call.
+
+Subcommand modules load when their command runs, so ``edgerank rank`` loads the runtime and nothing
+of the training or export stack (the base install has neither pandas nor torch).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -9,26 +14,31 @@ import click
 from .. import __version__
 from ._common import run_guarded
 
+#: Command name -> module under edgerank.cli holding ``command``, in the order ``--help`` lists them.
+COMMANDS = {"teacher": "teacher", "distill": "distill", "eval": "eval", "rank": "rank", "serve": "serve",
+            "export": "export", "build-engine": "build_engine", "bench": "bench", "index": "index", "search": "search"}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        return importlib.import_module(f"{__name__}.{module}").command if module else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgerank")
 def main() -> None:
     """Turn a heavy BERT cross-encoder product ranker into a fast local one.
 
-    Chain: teacher -> distill -> export -> rank / serve / bench. Every path is a local file;
-    nothing is downloaded.
+    Chain: teacher -> distill -> export -> rank / serve / bench. Models are local folders or Hugging
+    Face Hub ids (read through the Hub cache); data and artifacts are local files.
     """
 
-
-def _register() -> None:
-    from . import bench, build_engine, distill, export, index, rank, search, serve, teacher
-    from . import eval as eval_cmd
-
-    for module in (teacher, distill, eval_cmd, rank, serve, export, build_engine, bench, index, search):
-        main.add_command(module.command)
-
-
-_register()
 
 __all__ = ["main", "run_guarded"]
 

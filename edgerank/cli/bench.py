@@ -80,8 +80,6 @@ def _merge_suite(options: dict, ctx: click.Context) -> None:
               help="Re-time the subjects --check sees a latency regression in (only those), up to this many "
                    "times; each subject's best attempt is gated (a real slowdown survives, a noisy neighbour "
                    "rarely does).")
-@click.option("--inject-slowdown", default=None, type=float,
-              help="TESTING HOOK: stretch every timed call FACTORx (proves the --check gate catches a slowdown).")
 @data_options
 @run_guarded
 def command(**options):
@@ -97,7 +95,6 @@ def command(**options):
     from ..bench.reference import ReferenceWorkload
     from ..bench.report import to_markdown, write_results
     from ..bench.runner import BenchConfig, run_bench
-    from ..bench.timing import slowdown_factor
 
     if options["suite"]:
         _merge_suite(options, click.get_current_context())
@@ -112,7 +109,6 @@ def command(**options):
         queries=None if queries == "all" else _ints(queries, "--queries")[0], seed=options["seed"],
         quality_queries=None if quality_queries == "all" else _ints(quality_queries, "--quality-queries")[0],
         max_length=options["max_length"], peers=_list(options["peers"]), memory=options["memory"], gpu=options["gpu"],
-        slowdown=slowdown_factor(options["inject_slowdown"]),
         reference=ReferenceWorkload(**options.get("reference", {})), **data_opts)
     results = run_bench(config, log=lambda m: click.echo(m, err=True))
     click.echo(to_markdown(results))

@@ -32,7 +32,8 @@ def parse_temperature(value: str) -> float | str:
 
 
 @click.command("distill", epilog=BAD_INPUT_HELP)
-@click.option("--teacher", required=True, type=click.Path(), help="Trained cross-encoder folder (with its head).")
+@click.option("--teacher", required=True, type=click.Path(),
+              help="Trained cross-encoder (with its head): a folder or a Hugging Face Hub id.")
 @click.option("--train", "train_path", required=True, type=click.Path(),
               help="Queries and candidates to distil on; the relevance column is optional.")
 @click.option("--dev", "dev_path", type=click.Path(), help="Judged table for the report (teacher vs student vs BM25).")

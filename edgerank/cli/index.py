@@ -24,8 +24,6 @@ from ._common import run_guarded
 def command(artifact, products_paths, out, update, dtype, threads):
     """Run the product tower of ARTIFACT over every product and write a checksummed, memory-mappable
     index tied to this artifact's hash (a stale or modified index is refused at load)."""
-    from tqdm.auto import tqdm
-
     from ..runtime.catalog import build_index, update_index
     from ..runtime.products import read_products_file
     from ..runtime.towers import TOWER_KINDS, TowerScorer
@@ -47,17 +45,17 @@ def command(artifact, products_paths, out, update, dtype, threads):
     if repeated:
         click.echo(f"skipped {repeated} row(s) repeating a product id (first kept)", err=True)
     scorer = TowerScorer(art, max_batch_size=64, **({"threads": threads} if threads else {}))
-    bar = tqdm(total=len(products), desc="indexing", unit="product")
-    progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
+    if update and dtype:
+        raise click.UsageError("--dtype applies to a new index; --update keeps the index's own")
     started = time.perf_counter()
-    if update:
-        if dtype:
-            raise click.UsageError("--dtype applies to a new index; --update keeps the index's own")
-        path, counts = update_index(art, scorer, out, products, progress=progress)
-        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
-    else:
-        path = build_index(art, scorer, products, out, dtype=dtype, progress=progress)
-    bar.close()
+    # click's bar, not tqdm: index runs on the base install, which has click and no tqdm
+    with click.progressbar(length=len(products), label="indexing", file=click.get_text_stream("stderr")) as bar:
+        progress = lambda done, total: bar.update(done - bar.pos)  # noqa: E731
+        if update:
+            path, counts = update_index(art, scorer, out, products, progress=progress)
+            summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        else:
+            path = build_index(art, scorer, products, out, dtype=dtype, progress=progress)
     seconds = time.perf_counter() - started
     if not update:
         summary = f"{len(products)} products ({len(products) / max(seconds, 1e-9):.0f}/s)"

@@ -14,7 +14,8 @@ from ._common import BAD_INPUT_HELP, data_options, parse_data_options, run_guard
 @click.option("--dev", "dev_path", type=click.Path(), help="Held-out table for the final evaluation.")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (a standard Hugging Face model).")
 @click.option("--backbone", default="all-MiniLM-L6-v2", show_default=True,
-              help="all-MiniLM-L6-v2, all-mpnet-base-v2, or a local Hugging Face model folder.")
+              help="A Hugging Face Hub id (through the Hub cache: HF_HOME, HF_HUB_OFFLINE), a local model "
+                   "folder, or a packaged name: all-MiniLM-L6-v2, all-mpnet-base-v2.")
 @click.option("--epochs", default=1.0, show_default=True, type=float)
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Pairs per batch (whole queries).")
 @click.option("--lr", default=5e-5, show_default=True, type=float)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .quantize import WEIGHT_TYPES
+from .quantize import QUANTIZATION_PRESETS, WEIGHT_TYPES, quantization_preset
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-TARGETS = ("cpu", "cuda", "tensorrt", "arm64")
+#: Where an artifact will run; each names its INT8 settings (quantize.QUANTIZATION_PRESETS).
+TARGETS = tuple(QUANTIZATION_PRESETS)
+DEFAULT_TARGET = "portable"
 
 
 class ExportError(ValueError):
@@ -20,16 +22,19 @@ class ExportConfig:
     precision: str | None = None  # None: the profile's precision, else fp32
     max_length: int = 128
     optimize: bool = False
-    target: str | None = None  # None: the profile's target, else cpu
+    target: str | None = None  # None: the profile's target, else portable (any x86-64 or ARM64 CPU)
     profile: str | None = None
     calibration: str | None = None
     calibration_size: int = 300
     calibration_method: str = "minmax"
     eval_data: str | None = None
-    max_quality_drop: float = 0.02
-    min_agreement: float = 0.9
-    reduce_range: bool | None = None  # None: on unless the CPU has AVX512-VNNI (see quantize.py)
-    weight_type: str = "int8"  # int8-dynamic weights: int8 (u8 x s8 kernels) or uint8 (u8 x u8, no saturation)
+    gate_list_size: int = 100  # serving lists the quality gate scores (export/gate.py); 0: judged lists only
+    max_quality_drop: float = 0.01  # share of the fp32 gain over BM25 the export may lose (random-fill lists)
+    min_agreement: float = 0.97  # least top-10 overlap with the fp32 model, on every fill
+    # INT8 settings; None: the profile's reduce_range, else the target's preset (quantize.py)
+    reduce_range: bool | None = None  # 7-bit weights
+    weight_type: str | None = None  # int8-dynamic weights: int8 (u8 x s8 kernels) or uint8 (u8 x u8, no saturation)
+    per_channel: bool | None = None  # one scale per output channel
     quantize_embeddings: bool = True
     prune_vocab: tuple[str, ...] = ()  # tables whose text decides the wordpieces kept (export/vocab.py)
     parity_atol: float = 1e-3
@@ -39,7 +44,7 @@ class ExportConfig:
 
     def resolve(self, profile=None) -> None:
         """Fill precision, target and reduce_range from ``profile`` (a ``TargetProfile``) where not given,
-        and refuse explicit values that contradict it."""
+        and refuse explicit values that contradict it; then, for INT8, the rest from the target's preset."""
         if profile is not None:
             for key in ("precision", "target"):
                 mine, theirs = getattr(self, key), getattr(profile, key)
@@ -50,8 +55,17 @@ class ExportConfig:
             if self.reduce_range is None:
                 self.reduce_range = profile.reduce_range
         self.precision = self.precision or "fp32"
-        self.target = self.target or "cpu"
+        self.target = self.target or DEFAULT_TARGET
         self.check()
+        if self.precision.startswith("int8"):
+            self._apply_preset()
+
+    def _apply_preset(self) -> None:
+        """Settings left open take the target's preset, so the manifest's ``export`` says what ran."""
+        preset = quantization_preset(self.target)
+        for key in ("reduce_range", "weight_type", "per_channel"):
+            if getattr(self, key) is None:
+                setattr(self, key, getattr(preset, key))
 
     def check(self) -> None:
         """Refuse combinations that cannot give a working artifact, before any work is done."""
@@ -64,7 +78,7 @@ class ExportConfig:
         if self.precision == "int8-static" and not self.calibration:
             raise ExportError("--precision int8-static needs --calibration PATH (a table of query-product pairs)")
         if self.target == "tensorrt" and not self.profile:
-            raise ExportError("--target tensorrt needs --profile NAME (see export/README.md)")
+            raise ExportError("--target tensorrt needs --profile NAME (see edgerank/export/profiles/README.md)")
         if self.target == "tensorrt" and self.optimize:
             raise ExportError("--optimize writes ONNX Runtime contrib ops TensorRT cannot parse; "
                               "leave it off for --target tensorrt (TensorRT fuses on its own)")
@@ -74,11 +88,13 @@ class ExportConfig:
         if self.precision == "int8-static" and self.optimize:
             raise ExportError("--optimize with int8-static: the QDQ graph is built from the plain fp32 graph "
                               "(ONNX Runtime fuses QDQ patterns itself when it loads the model); drop --optimize")
-        if self.weight_type not in WEIGHT_TYPES:
+        if self.weight_type is not None and self.weight_type not in WEIGHT_TYPES:
             raise ExportError(f"--weight-type: {self.weight_type!r} is not one of {', '.join(WEIGHT_TYPES)}")
-        if self.weight_type != "int8" and self.precision != "int8-dynamic":
+        if self.weight_type not in (None, "int8") and self.precision != "int8-dynamic":
             raise ExportError(f"--weight-type {self.weight_type} applies to int8-dynamic only "
                               "(static QDQ weights are int8, as TensorRT needs)")
+        if self.gate_list_size < 0:
+            raise ExportError(f"--gate-list-size: {self.gate_list_size} must be 0 (judged lists only) or more")
         if self.calibration_size < 1:
             raise ExportError(f"--calibration-size: {self.calibration_size} must be at least 1")
 

@@ -2,8 +2,8 @@
 
 Fusion runs at ``opt_level=0``: only the transformer-specific Python fusions, no hardware-specific
 layout changes, so the written graph stays portable and ONNX Runtime still applies its own graph
-optimisations when a session opens it. Whether fusion pays off is measured, not assumed: see
-``bench/results/export-*.md``.
+optimisations when a session opens it. Whether fusion pays off depends on the model and the CPU:
+measure it, e.g. ``edgerank bench`` on an artifact exported with and without ``--optimize``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from ..artifact import sha256_file, write_manifest_and_checksums
 from ..io import atomic_dir
 from .config import ExportConfig, ExportError
 from .onnx import export_onnx, parity, parity_groups
-from .probability import fit_probability, sigmoid_map
-from .scoring import ort_session, pair_tokenizer, score_groups_onnx
+from .probability import sigmoid_map
+from .scoring import graph_scorer, pair_tokenizer, score_groups
 
 GRAPH = "model.onnx"
 TOKENIZER = "tokenizer.json"
@@ -115,15 +115,18 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
         groups, source = parity_groups(config.eval_data or config.calibration, **table_kwargs)
         reference = _torch_scores(model, tokenizer, groups, config.max_length)
         checks = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
-        checks["fp32"] = _parity_ok(config, reference, fp32, ort_tokenizer, groups, model_dir, "fp32 ONNX")
+
+        def scores(graph_file: Path) -> list[np.ndarray]:  # the runtime's scorer, on a graph not yet shipped
+            return score_groups(graph_scorer(graph_file, folder / TOKENIZER, config.max_length,
+                                             tokenizer.pad_token_id), groups)
+
+        checks["fp32"] = _parity_ok(config, reference, scores(fp32), model_dir, "fp32 ONNX")
 
         graph, details = _convert(config, fp32, scratch, model.config, ort_tokenizer, inputs, table_kwargs)
         if graph != fp32 and details["graph_precision"] == "fp32":  # fused, still fp32: same tolerance
-            checks["optimized"] = _parity_ok(config, reference, graph, ort_tokenizer, groups, model_dir,
-                                             "optimized fp32 ONNX")
+            checks["optimized"] = _parity_ok(config, reference, scores(graph), model_dir, "optimized fp32 ONNX")
         elif graph != fp32:  # lower precision: recorded here, judged by the quality gate
-            checks[details["graph_precision"]] = parity(reference, score_groups_onnx(ort_session(graph), ort_tokenizer,
-                                                                                     groups))
+            checks[details["graph_precision"]] = parity(reference, scores(graph))
         shutil.copyfile(graph, folder / GRAPH)
 
         vocabulary = None
@@ -133,10 +136,6 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
             vocabulary = pruned.summary | {"from": [str(p) for p in config.prune_vocab], "unchanged_parity_pairs":
                                            unchanged_share(source_tokenizer, tokenizer, [g.query for g in groups for _ in g.texts],
                                                            [t for g in groups for t in g.texts])}
-        quality, probability = None, sigmoid_map()
-        if config.eval_data:
-            quality, probability = _gate(config, source_model, source_tokenizer, graph, ort_tokenizer, read_kwargs)
-
         manifest = {
             "edgerank_version": __version__,
             "kind": "cross-encoder",
@@ -151,10 +150,10 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
                           "pair": True, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
                           "vocabulary": vocabulary},
             "hf": hf,
-            "score": {"raw": "logit", "probability": probability},
+            "score": {"raw": "logit", "probability": sigmoid_map()},
             "calibration": details.pop("calibration", None),
             "parity": checks,
-            "quality": quality,
+            "quality": None,
             "export": config.to_dict() | details,
         }
         if profile is not None:
@@ -162,6 +161,10 @@ def export_artifact(model_dir: str | os.PathLike, out: str | os.PathLike, precis
         if config.target == "tensorrt":
             manifest["tensorrt"] = _write_tensorrt(folder, profile, inputs)
         write_manifest_and_checksums(folder, manifest)
+        if config.eval_data:  # gated through the runtime on the folder as written, then recorded in it
+            manifest["quality"], manifest["score"]["probability"] = _gate(config, source_model, source_tokenizer,
+                                                                          folder, read_kwargs)
+            write_manifest_and_checksums(folder, manifest)
     if archive is not None:
         from ..artifact import pack
 
@@ -175,10 +178,9 @@ def _torch_scores(model, tokenizer, groups, max_length: int) -> list[np.ndarray]
     return score_groups(model, tokenizer, groups, max_length=max_length)
 
 
-def _parity_ok(config: ExportConfig, reference, graph: Path, ort_tokenizer, groups, model_dir: Path,
-               what: str) -> dict[str, float]:
-    """Parity of an fp32 graph, which must match torch to ``parity_atol`` or the export is broken."""
-    result = parity(reference, score_groups_onnx(ort_session(graph), ort_tokenizer, groups))
+def _parity_ok(config: ExportConfig, reference, scores, model_dir: Path, what: str) -> dict[str, float]:
+    """Parity of an fp32 graph's ``scores``, which must match torch to ``parity_atol`` or the export is broken."""
+    result = parity(reference, scores)
     if result["max_abs_diff"] > config.parity_atol:
         raise ExportError(f"{model_dir}: {what} scores differ from torch by {result['max_abs_diff']:.2e} "
                           f"(> {config.parity_atol:g}): the export is broken")
@@ -189,8 +191,7 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
              table_kwargs) -> tuple[Path, dict[str, Any]]:
     """The graph to ship for the requested precision and target, with what was done to it."""
     from .optimize import fuse, to_fp16
-    from .quantize import (default_reduce_range, quantize_dynamic_int8, quantize_embeddings_blockwise,
-                           quantize_static_qdq)
+    from .quantize import quantize_dynamic_int8, quantize_embeddings_blockwise, quantize_static_qdq
 
     details: dict[str, Any] = {}
     graph, precision = fp32, config.precision
@@ -205,10 +206,10 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
     elif precision == "fp16":
         graph = scratch / "fp16.onnx"
         to_fp16(fp32, graph)
-    reduce_range = config.reduce_range if config.reduce_range is not None else default_reduce_range(config.target)
     if precision == "int8-dynamic":
         quantized = scratch / "int8-dynamic.onnx"
-        details["quantization"] = quantize_dynamic_int8(graph, quantized, reduce_range=reduce_range,
+        details["quantization"] = quantize_dynamic_int8(graph, quantized, reduce_range=config.reduce_range,
+                                                        per_channel=config.per_channel,
                                                         quantize_embeddings=block_embeddings,
                                                         weight_type=config.weight_type)
         graph = quantized
@@ -221,7 +222,7 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
         details["quantization"] = quantize_static_qdq(
             fp32, quantized, pair_reader(ort_tokenizer, calib.queries, calib.texts, inputs,
                                          uniform=config.calibration_method != "minmax"),
-            method=config.calibration_method, reduce_range=reduce_range,
+            method=config.calibration_method, reduce_range=config.reduce_range, per_channel=config.per_channel,
             for_tensorrt=config.target == "tensorrt")
         if block_embeddings:
             details["quantization"]["embeddings"] = quantize_embeddings_blockwise(quantized, quantized)
@@ -231,25 +232,16 @@ def _convert(config: ExportConfig, fp32: Path, scratch: Path, model_config, ort_
     return graph, details
 
 
-def _gate(config: ExportConfig, model, tokenizer, graph: Path, ort_tokenizer, read_kwargs) -> tuple[dict, dict]:
-    """Quality gate on ``config.eval_data``; raises ExportError (so nothing is written) when it fails.
-    Returns the gate's numbers and the probability map fitted on the exported model's logits."""
-    from ..data import evaluable, group_queries, read_table
-    from .gate import quality_gate
+def _gate(config: ExportConfig, model, tokenizer, folder: Path, read_kwargs) -> tuple[dict, dict]:
+    """Quality gate on ``config.eval_data``: the artifact in ``folder``, scored by the runtime, against
+    the source torch model; raises ExportError (so nothing is written) when it fails. Returns the
+    gate's numbers and the probability map fitted on the exported model's logits."""
+    from .gate import run_gate
 
-    df, _ = read_table(config.eval_data, columns=read_kwargs.get("columns"), label_map=read_kwargs.get("label_map"))
-    groups = evaluable(group_queries(df, read_kwargs.get("gain_offset", "auto")))
-    if not groups:
-        raise ExportError(f"{config.eval_data}: no query has two distinct labels: the quality gate has nothing to measure")
-    exported = score_groups_onnx(ort_session(graph), ort_tokenizer, groups)
-    report = quality_gate(groups, _torch_scores(model, tokenizer, groups, config.max_length), exported,
-                          max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
-    report["data"] = str(config.eval_data)
-    if not report["passed"]:
-        raise ExportError(f"quality gate failed on {config.eval_data} ({report['queries']} queries): "
-                          + "; ".join(report["reasons"]) + ". Nothing was written.")
-    probability = fit_probability(np.concatenate(exported), np.concatenate([g.labels for g in groups]))
-    return report, probability
+    return run_gate(folder, lambda groups: _torch_scores(model, tokenizer, groups, config.max_length),
+                    config.eval_data, list_size=config.gate_list_size or None, seed=config.seed,
+                    read_kwargs=read_kwargs, max_quality_drop=config.max_quality_drop,
+                    min_agreement=config.min_agreement)
 
 
 def _write_tensorrt(folder: Path, profile, inputs) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Target profiles: what a device needs from an export, kept as TOML files in the repo's ``export/``.
+"""Target profiles: what a device needs from an export, kept as TOML files in ``profiles/`` beside
+this module (package data, so an installed edgerank finds them too; ``EDGERANK_PROFILES`` names
+another folder).
 
-A profile fixes the precision, the min/opt/max batch x sequence shapes a TensorRT engine is built
-for (and that a runtime should cap its batches at), and the builder's workspace. Keeping them as
-files next to the code lets a new device be added without touching Python.
+A profile fixes the target, the precision, the min/opt/max batch x sequence shapes a TensorRT engine
+is built for (and that a runtime should cap its batches at), and the builder's workspace. Keeping
+them as files lets a new device be added without touching Python.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-PROFILE_DIR = Path(os.environ.get("EDGERANK_PROFILES", Path(__file__).resolve().parents[2] / "export"))
+PROFILE_DIR = Path(os.environ.get("EDGERANK_PROFILES", Path(__file__).resolve().parent / "profiles"))
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class TargetProfile:
     batch: Shape
     sequence: Shape
     workspace_mb: int | None  # TensorRT builder memory; required for tensorrt targets only
-    reduce_range: bool | None
+    reduce_range: bool | None  # overrides the target's preset when set
     path: str
 
     def input_shapes(self, which: str) -> tuple[int, int]:
@@ -54,7 +56,7 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name_or_path: str | os.PathLike) -> TargetProfile:
-    """A profile by name (a file in ``export/``) or by path, validated field by field."""
+    """A profile by name (a file in PROFILE_DIR) or by path, validated field by field."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.toml"

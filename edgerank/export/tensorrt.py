@@ -80,7 +80,7 @@ def import_tensorrt():
 def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, inputs: Sequence[str],
                  out: str | os.PathLike) -> Path:
     """Parse the ONNX graph, add one optimization profile, set precision flags and workspace, and write
-    the serialized engine (atomically). Untested here: no TensorRT on the development machines."""
+    the serialized engine (atomically). Not exercised in CI, which has no TensorRT or NVIDIA GPU."""
     trt = import_tensorrt()
     from ..io import atomic_write_bytes
 

@@ -29,7 +29,7 @@ from ..artifact import write_manifest_and_checksums
 from ..io import atomic_dir
 from .config import ExportConfig, ExportError
 from .onnx import parity, parity_groups, use_eager_attention
-from .probability import fit_probability, sigmoid_map
+from .probability import sigmoid_map
 
 TOWER_PRECISIONS = ("fp32", "int8-dynamic")
 INPUTS = ["input_ids", "attention_mask"]
@@ -118,14 +118,15 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
     from ..modeling import load_tokenizer
     from ..train.towers import load_towers, score_tower_groups
     from .pipeline import TOKENIZER, folder_sha256, save_tokenizer
-    from .quantize import default_reduce_range, quantize_dynamic_int8
+    from .quantize import quantize_dynamic_int8
     from .scoring import ort_session
 
     if config.precision not in TOWER_PRECISIONS:
         raise ExportError(f"--precision {config.precision}: tower artifacts are exported as "
                           f"{' or '.join(TOWER_PRECISIONS)}")
-    if config.target not in ("cpu", "arm64") or config.optimize:
-        raise ExportError("tower artifacts support --target cpu or arm64, without --optimize "
+    if config.target in ("cuda", "tensorrt") or config.optimize:
+        raise ExportError("tower artifacts support the CPU targets (portable, cpu-avx2, cpu-avx512-vnni, arm64), "
+                          "without --optimize "
                           "(ONNX Runtime fuses the graphs when it loads them)")
     model = load_towers(model_dir)
     tokenizer = load_tokenizer(model_dir)
@@ -133,7 +134,6 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
     table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
     groups, source = parity_groups(config.eval_data or config.calibration, **table_kwargs)
     reference = score_tower_groups(model, tokenizer, groups)
-    reduce_range = config.reduce_range if config.reduce_range is not None else default_reduce_range(config.target)
 
     with atomic_dir(out) as folder, tempfile.TemporaryDirectory(prefix="edgerank-export-") as scratch:
         scratch = Path(scratch)
@@ -150,7 +150,8 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
             graph = fp32[name]
             if config.precision == "int8-dynamic":
                 graph = scratch / f"int8-{name}"
-                quantization = quantize_dynamic_int8(fp32[name], graph, reduce_range=reduce_range,
+                quantization = quantize_dynamic_int8(fp32[name], graph, reduce_range=config.reduce_range,
+                                                     per_channel=config.per_channel,
                                                      quantize_embeddings=config.quantize_embeddings,
                                                      weight_type=config.weight_type)
             shutil.copyfile(graph, folder / name)
@@ -163,14 +164,10 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
             raise ExportError(f"{model_dir}: fp32 ONNX towers differ from torch by {checks['fp32']['max_abs_diff']:.2e} "
                               f"(> --parity-atol {config.parity_atol}) on {checks['pairs']} pairs from {source}. "
                               "Nothing was written.")
-        shipped = {name: ort_session(folder / name) for name in fp32}
-        sessions = {r: shipped[graphs[r]["file"]] for r in ROLES}
         if config.precision != "fp32":  # recorded here, judged by the quality gate (as for cross-encoders)
+            shipped = {name: ort_session(folder / name) for name in fp32}
+            sessions = {r: shipped[graphs[r]["file"]] for r in ROLES}
             checks[config.precision] = parity(reference, _onnx_scores(model, tokenizer, sessions, graphs, groups))
-        quality, probability = None, sigmoid_map()
-        if config.eval_data:
-            quality, probability = _gate(config, model, tokenizer, sessions, graphs, read_kwargs)
-
         manifest = {
             "edgerank_version": __version__,
             "kind": spec.kind,
@@ -187,12 +184,16 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
                        "bias": model.bias.item(), "query_max_length": spec.query_max_length,
                        "product_max_length": spec.product_max_length, "store_dtype": STORE_DTYPE,
                        "shared_encoder": spec.shared, "layers": spec.layers},
-            "score": {"raw": "logit", "probability": probability},
+            "score": {"raw": "logit", "probability": sigmoid_map()},
             "parity": checks,
-            "quality": quality,
+            "quality": None,
             "export": config.to_dict() | ({"quantization": quantization} if quantization else {}),
         }
         write_manifest_and_checksums(folder, manifest)
+        if config.eval_data:  # gated through the runtime on the folder as written, then recorded in it
+            manifest["quality"], manifest["score"]["probability"] = _gate(config, model, tokenizer, folder,
+                                                                          read_kwargs)
+            write_manifest_and_checksums(folder, manifest)
     if archive is not None:
         from ..artifact import pack
 
@@ -200,22 +201,13 @@ def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwar
     return out
 
 
-def _gate(config: ExportConfig, model, tokenizer, sessions: dict, graphs: dict, read_kwargs: dict) -> tuple[dict, dict]:
-    """The cross-encoders' quality gate on ``config.eval_data``, exported towers against torch towers;
-    raises ExportError (nothing written) when it fails. Returns its numbers and the fitted probability map."""
-    from ..data import evaluable, group_queries, read_table
+def _gate(config: ExportConfig, model, tokenizer, folder: Path, read_kwargs: dict) -> tuple[dict, dict]:
+    """The cross-encoders' quality gate (``gate.run_gate``) on ``config.eval_data``: the artifact in
+    ``folder``, scored by the runtime, against the torch towers; raises ExportError (nothing written)
+    when it fails. Returns its numbers and the fitted probability map."""
     from ..train.towers import score_tower_groups
-    from .gate import quality_gate
+    from .gate import run_gate
 
-    df, _ = read_table(config.eval_data, columns=read_kwargs.get("columns"), label_map=read_kwargs.get("label_map"))
-    groups = evaluable(group_queries(df, read_kwargs.get("gain_offset", "auto")))
-    if not groups:
-        raise ExportError(f"{config.eval_data}: no query has two distinct labels: the quality gate has nothing to measure")
-    exported = _onnx_scores(model, tokenizer, sessions, graphs, groups)
-    report = quality_gate(groups, score_tower_groups(model, tokenizer, groups), exported,
-                          max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
-    report["data"] = str(config.eval_data)
-    if not report["passed"]:
-        raise ExportError(f"quality gate failed on {config.eval_data} ({report['queries']} queries): "
-                          + "; ".join(report["reasons"]) + ". Nothing was written.")
-    return report, fit_probability(np.concatenate(exported), np.concatenate([g.labels for g in groups]))
+    return run_gate(folder, lambda groups: score_tower_groups(model, tokenizer, groups), config.eval_data,
+                    list_size=config.gate_list_size or None, seed=config.seed, read_kwargs=read_kwargs,
+                    max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)

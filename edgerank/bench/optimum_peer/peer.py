@@ -1,12 +1,14 @@
 """The optimum / sentence-transformers-ONNX peers of ``edgerank bench``, run inside ``.venv-optimum``.
 
-Runs under transformers<4.58 (optimum-onnx's pin), so it imports nothing from edgerank except the
-timing loop and the peak-RSS reader, to be measured exactly as edgerank's own subjects are.
+Runs under transformers<4.58 (optimum-onnx's pin), in an environment without edgerank, so it loads
+nothing of edgerank but the timing loop and the peak-RSS reader, from their files beside this one's,
+to be measured exactly as edgerank's own subjects are. Shipped inside the package, so an installed
+edgerank runs it as a source checkout does.
 
 Protocol: one JSON object per line on stdin, one reply per line on stdout.
   {"op": "load", "backend": "optimum"|"st-onnx", "model_dir", "onnx", "threads", "max_length"}
       -> {"load_ms", "versions"}
-  {"op": "measure", "lists": [[query, [text, ...]], ...], "warmup", "repeat", "slowdown"}
+  {"op": "measure", "lists": [[query, [text, ...]], ...], "warmup", "repeat"}
       -> {"seconds": [...], "scores": [[...], ...], "peak_rss_mb"}
 Any failure -> {"error": "one line"}. End of input ends the process.
 
@@ -17,6 +19,7 @@ and tokenizer files next to a link to that graph, since optimum loads models fro
 from __future__ import annotations
 
 import importlib.metadata as md
+import importlib.util
 import json
 import shutil
 import sys
@@ -27,9 +30,21 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from edgerank.bench.memory import peak_rss_bytes  # (imported after the path is set)
-from edgerank.bench.timing import time_calls
+
+def _bench_module(name: str):
+    """``edgerank/bench/<name>.py`` loaded from its file: putting the folder that holds edgerank on
+    sys.path would, for an installed edgerank, also put the main environment's packages (its
+    transformers 5.x) ahead of this environment's own."""
+    path = Path(__file__).resolve().parents[1] / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"edgerank_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+peak_rss_bytes = _bench_module("memory").peak_rss_bytes
+time_calls = _bench_module("timing").time_calls
 
 _KEEP = {".json", ".txt", ".model"}  # config, tokenizer files, vocab; never the torch weights
 
@@ -94,8 +109,7 @@ def load(request: dict):
 def measure(score, request: dict) -> dict:
     lists = request["lists"]
     calls = [(lambda q=q, t=t: score(q, t)) for q, t in lists]
-    seconds, results = time_calls(calls, warmup=request["warmup"], repeat=request["repeat"],
-                                  slowdown=request.get("slowdown", 1.0))
+    seconds, results = time_calls(calls, warmup=request["warmup"], repeat=request["repeat"])
     return {"seconds": seconds, "scores": [np.asarray(r, dtype=float).tolist() for r in results],
             "peak_rss_mb": peak_rss_bytes() / 2**20}
 
