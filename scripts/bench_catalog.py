@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--depth", type=int, default=1000)
-    parser.add_argument("--index-dir", type=Path, help="Keep the indexes here (default: a temporary folder).")
+    parser.add_argument("--index-dir", type=Path, help="Keep the indexes in this folder (default: a temporary one).")
     parser.add_argument("--name", default=time.strftime("%Y%m%d"), help="Results file: catalog-<name>.md")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="Where the results go (default bench/results).")
     args = parser.parse_args()

@@ -1,10 +1,11 @@
 """The CI regression gate: the comparison rules on hand-made results, then the real command line
-catching an injected 2x slowdown and passing an unchanged rerun."""
+catching a ranker made twice as slow and passing an unchanged rerun."""
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from edgerank.cli import main
 def _results(p50: float = 10.0, reference: float = 50.0, ndcg: float = 0.8) -> dict:
     return {
         "workload": {"data_sha256": "abc", "queries": 12, "seed": 0, "max_length": 64, "threads": 1,
-                     "candidates": [10], "slowdown": 1.0},
+                     "candidates": [10]},
         "reference": {"shape": {"tokens": 1024, "hidden": 384, "inner": 1536}},
         "subjects": [{"name": "art", "latency": {"10": {"p50_ms": p50, "ratio_to_reference": p50 / reference}},
                       "quality": {"ndcg@10": ndcg, "mrr@10": 0.7}}],
@@ -75,10 +76,6 @@ def test_runs_of_different_workloads_are_refused():
     fewer["workload"]["candidates"] = [100]
     with pytest.raises(BenchError, match=r"\[10\]"):
         compare(fewer, base)
-    hooked = copy.deepcopy(base)
-    hooked["workload"]["slowdown"] = 2.0
-    with pytest.raises(BenchError, match="slowdown"):
-        compare(base, hooked)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +86,36 @@ def gate_artifact(tiny_cross_encoder, tmp_path_factory) -> Path:
                            precision="int8-dynamic", max_length=64)
 
 
-def test_gate_fails_an_injected_2x_slowdown_and_passes_an_unchanged_rerun(gate_artifact, tiny_judged_csv, tmp_path):
+@pytest.fixture
+def slow_down_rankers(monkeypatch):
+    """Call the returned function, and from then on every subject call the bench times takes twice as
+    long in this process: each call sleeps for as long as it ran, inside the timed region. The
+    reference GEMM is timed elsewhere and keeps its speed, so to the gate this is a ranker that got 2x
+    slower on an unchanged machine."""
+    from edgerank.bench import subjects
+
+    real = subjects.time_calls
+
+    def stretched(call):
+        def run():
+            t0 = time.perf_counter()
+            out = call()
+            time.sleep(time.perf_counter() - t0)
+            return out
+        return run
+
+    def slow_down() -> None:
+        monkeypatch.setattr(subjects, "time_calls", lambda calls, **kw: real([stretched(c) for c in calls], **kw))
+    return slow_down
+
+
+def test_gate_fails_a_2x_slower_ranker_and_passes_an_unchanged_rerun(gate_artifact, tiny_judged_csv, tmp_path,
+                                                                      slow_down_rankers):
     """Run through a suite file, as CI would. The test's tolerance is 50%, not the 15% a CI gate uses:
-    this 2-core machine shares its cores with training jobs, and a test must not fail on their noise.
-    50% still separates an unchanged rerun (1x) from the injected slowdown (2x) with margin both ways,
-    and --retries (2 by default) re-times a rerun that a neighbour's burst pushed over it: once in CI an
-    unchanged rerun's floor read +62% on a single attempt."""
+    CI runners share their cores, and a test must not fail on a neighbour's noise. 50% still separates
+    an unchanged rerun (1x) from a 2x slower ranker with margin both ways, and --retries (2 by default)
+    re-times a rerun that a neighbour's burst pushed over it: an unchanged rerun's floor has read +62%
+    on a single attempt on a shared 2-core runner."""
     suite = tmp_path / "gate.toml"
     suite.write_text(f'data = "{tiny_judged_csv}"\nartifacts = ["{gate_artifact}"]\ncandidates = [10]\n'
                      'queries = "all"\nwarmup = 2\nrepeat = 5\nthreads = 1\nmax_length = 64\nmemory = false\n'
@@ -109,9 +130,10 @@ def test_gate_fails_an_injected_2x_slowdown_and_passes_an_unchanged_rerun(gate_a
     assert same.exit_code == 0, same.output
     assert "check: passed" in same.output
 
-    slow = runner.invoke(main, ["bench", "--suite", str(suite), "--check", str(baseline), "--inject-slowdown", "2.0"])
+    slow_down_rankers()
+    slow = runner.invoke(main, ["bench", "--suite", str(suite), "--check", str(baseline)])
     assert slow.exit_code == 1, slow.output
-    assert "REGRESSION: tiny-int8: latency N=10" in slow.output and "Testing hook active" in slow.output
+    assert "REGRESSION: tiny-int8: latency N=10" in slow.output
     assert "re-timing tiny-int8 (attempt 3 of 3)" in slow.output  # the slowdown survived every re-timing
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
 
 from edgerank.cli import main
 from edgerank.modeling import ModelError, load_cross_encoder
@@ -339,33 +337,3 @@ def test_packaged_backbone_distills_label_free_on_a_real_home_depot_slice(tmp_pa
     after = report["dev"]["agreement"]["kendall_tau"]
     assert after > before + 0.05, (before, after)
 
-
-SOUP = Path(__file__).parents[1] / "scripts" / "soup_students.py"
-
-
-def test_soup_averages_students_of_one_start_and_refuses_others(tmp_path, tiny_model_factory):
-    """scripts/soup_students.py (session 16's experiment): the mean of two students cloned from the same
-    teacher layers, and a refusal for students that started elsewhere or are not students."""
-    def student(seed: int, layers: list[int]) -> Path:
-        folder = tmp_path / f"s{seed}"
-        shutil.copytree(tiny_model_factory(seed=seed), folder)
-        recipe = {"config": {"teacher": "t"}, "student": {"source": "teacher-layers", "layers": layers}}
-        (folder / "edgerank_distill.json").write_text(json.dumps(recipe))
-        return folder
-
-    a, b, c = student(1, [1]), student(2, [1]), student(3, [0])
-    ok = subprocess.run([sys.executable, str(SOUP), "--out", str(tmp_path / "soup"), str(a), str(b)],
-                        capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    wa, wb, ws = (load_file(f / "model.safetensors") for f in (a, b, tmp_path / "soup"))
-    assert set(ws) == set(wa)
-    for name in wa:
-        torch.testing.assert_close(ws[name], (wa[name] + wb[name]) / 2)
-    assert load_cross_encoder(tmp_path / "soup", require_head=True).config.num_hidden_layers == 2
-    bad = subprocess.run([sys.executable, str(SOUP), "--out", str(tmp_path / "bad"), str(a), str(c)],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "start from different places" in bad.stderr
-    assert not (tmp_path / "bad").exists()
-    teacher = subprocess.run([sys.executable, str(SOUP), "--out", str(tmp_path / "bad"), str(a),
-                              str(tiny_model_factory(seed=4))], capture_output=True, text=True)
-    assert teacher.returncode == 2 and "not a student folder written by edgerank distill" in teacher.stderr

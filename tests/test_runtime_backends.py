@@ -1,6 +1,6 @@
-"""Optional backends. The torch backend's loading, input and padding code runs here on CPU; its
-CUDA, fp16 and CUDA-graph paths need a GPU and are skipped without one. TensorRT is not installable
-here (see test_runtime.py for its missing-library error)."""
+"""Optional backends. The torch backend's loading, input and padding code runs on CPU; its
+CUDA, fp16 and CUDA-graph paths need a GPU and are skipped without one. TensorRT needs an NVIDIA
+GPU and is not tested (see test_runtime.py for its missing-library error)."""
 
 from __future__ import annotations
 

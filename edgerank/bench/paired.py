@@ -1,7 +1,7 @@
 """Peer ratios from interleaved timing: edgerank and one peer take turns on every candidate list.
 
 Each subject is otherwise timed in its own stretch of the run, minutes apart, and a shared CPU does
-not hold its speed that long: on the 2-core machine of bench/results/homedepot-dev-session13.md the
+not hold its speed that long: on a shared 2-core AMD EPYC (AVX-512 VNNI) the
 same INT8 graph on the same lists took 48, 65 and 87 ms (p50) in three passes a few minutes apart, and the
 ratio of separately timed p50s (st-onnx over edgerank) read 1.25x in one suite run and 1.34x in
 another. Timing the two back to back on each list puts both under the same machine state, so the
@@ -31,7 +31,7 @@ SETTLE_S = 0.1
 
 
 def interleave(edgerank: Subject, peer: Subject, lists: Sequence[CandidateList], *, warmup: int, repeat: int,
-               slowdown: float = 1.0, settle: float = SETTLE_S) -> tuple[np.ndarray, np.ndarray]:
+               settle: float = SETTLE_S) -> tuple[np.ndarray, np.ndarray]:
     """Seconds of each side's calls, shape (repeat, lists): list i of round r ran on both sides back to
     back, edgerank first on even lists and the peer first on odd ones, after at least one untimed
     warm-up call each, with ``settle`` seconds of idle before every call. Both subjects must be loaded."""
@@ -43,7 +43,7 @@ def interleave(edgerank: Subject, peer: Subject, lists: Sequence[CandidateList],
         for i, candidate_list in enumerate(lists):
             for side, subject in (sides if i % 2 == 0 else sides[::-1]):
                 time.sleep(settle)
-                (seconds[side, r, i],), _ = subject.measure([candidate_list], warmup=0, repeat=1, slowdown=slowdown)
+                (seconds[side, r, i],), _ = subject.measure([candidate_list], warmup=0, repeat=1)
     return seconds[0], seconds[1]
 
 

@@ -118,8 +118,6 @@ def to_markdown(results: dict[str, Any]) -> str:
                          f"{ix['bytes'] / 2**20:.1f} MB ({ix['mb_per_10k']:.1f} MB / 10k).")
     lines += ["", f"Reference GEMM {ref['shape']['tokens']}×{ref['shape']['hidden']}×{ref['shape']['inner']}: "
               f"{ref['ms']:.2f} ms median ({ref['gflops']:.0f} GFLOP/s)."]
-    if w.get("slowdown", 1.0) != 1.0:
-        lines.append(f"**Testing hook active: every timed call slowed {w['slowdown']}×.**")
     for s in results["skipped"]:
         lines.append(f"- skipped {s['name']}: {s['reason']}")
     lines += ["", f"Machine: {machine_line(results['machine'])}", f"Run at {results['created']}, edgerank "

@@ -57,11 +57,11 @@ class Subject:
         """Path, precision, device and size on disk, for the report."""
         raise NotImplementedError
 
-    def measure(self, lists: Sequence[CandidateList], *, warmup: int, repeat: int,
-                slowdown: float = 1.0) -> tuple[list[float], list[np.ndarray]]:
+    def measure(self, lists: Sequence[CandidateList], *, warmup: int,
+                repeat: int) -> tuple[list[float], list[np.ndarray]]:
         """Seconds of every timed call and each list's scores (from its last timed call)."""
         calls = [self.prepare(q, p) for q, p in lists]
-        seconds, results = time_calls(calls, warmup=warmup, repeat=repeat, slowdown=slowdown)
+        seconds, results = time_calls(calls, warmup=warmup, repeat=repeat)
         return seconds, [self.decode(r, p) for r, (_, p) in zip(results, lists)]
 
     def spec(self) -> dict[str, Any]:

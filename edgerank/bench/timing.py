@@ -6,18 +6,11 @@ virtual environment (transformers < 4.58) where the rest of edgerank cannot be i
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-#: Testing hook for the CI gate: a factor > 1 stretches every timed call to that many times its
-#: duration (by sleeping inside the timed region), so a test can prove the gate catches a slowdown
-#: without a slower build. Set by ``edgerank bench --inject-slowdown`` or this environment variable.
-SLOWDOWN_ENV = "EDGERANK_BENCH_INJECT_SLOWDOWN"
-
 
 @dataclass(frozen=True)
 class Latency:
@@ -41,16 +34,8 @@ class Latency:
                    samples=int(ms.size), pairs_per_s=float(pairs / (ms.mean() / 1e3)), min_ms=float(ms.min()))
 
 
-def slowdown_factor(override: float | None = None) -> float:
-    """The injected slowdown in force (1.0 = none)."""
-    value = override if override is not None else float(os.environ.get(SLOWDOWN_ENV, "1") or 1)
-    if value < 1.0:
-        raise ValueError(f"slowdown factor must be >= 1, got {value}")
-    return value
-
-
-def time_calls(calls: Sequence[Callable[[], object]], *, warmup: int = 1, repeat: int = 3,
-               slowdown: float = 1.0) -> tuple[list[float], list[object]]:
+def time_calls(calls: Sequence[Callable[[], object]], *, warmup: int = 1,
+               repeat: int = 3) -> tuple[list[float], list[object]]:
     """Run ``warmup`` untimed calls (cycling over ``calls``), then each call ``repeat`` times.
 
     Returns the seconds of every timed call and the last result of each call (so the caller can
@@ -67,9 +52,5 @@ def time_calls(calls: Sequence[Callable[[], object]], *, warmup: int = 1, repeat
         for i, call in enumerate(calls):
             t0 = time.perf_counter()
             results[i] = call()
-            elapsed = time.perf_counter() - t0
-            if slowdown > 1.0:
-                time.sleep(elapsed * (slowdown - 1.0))
-                elapsed = time.perf_counter() - t0
-            seconds.append(elapsed)
+            seconds.append(time.perf_counter() - t0)
     return seconds, results

@@ -34,6 +34,8 @@ from ..artifact import ArtifactError
 from .errors import RankerInputError
 from .products import get_field
 
+#: p is in [0, 1]: a weight far beyond 1 only drowns relevance, and an absurd one would overflow the sum
+MAX_WEIGHT = 1000.0
 PROBABILITY_METHODS = ("sigmoid", "fitted")  # both: p = 1 / (1 + exp(-(logit / temperature + bias)))
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
@@ -155,8 +157,9 @@ def _signal(name: str, spec: Any) -> Signal:
     if unknown:
         raise RankerInputError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     weight = _finite(spec.get("weight"))
-    if weight is None:
-        raise RankerInputError(f"{where}: weight must be a finite number, got {spec.get('weight')!r}")
+    if weight is None or abs(weight) > MAX_WEIGHT:
+        raise RankerInputError(f"{where}: weight must be a number between -{MAX_WEIGHT} and {MAX_WEIGHT}, "
+                               f"got {spec.get('weight')!r}")
     field = spec.get("field", name)
     if not isinstance(field, str) or not field:
         raise RankerInputError(f"{where}: field must be a non-empty string")

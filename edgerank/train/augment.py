@@ -33,7 +33,7 @@ OPERATIONS = ("drop", "replace", "add")
 #: 0.47 -> 0.53, which also lifted its share of the teacher's gain over BM25 from -6% to 71%; 1x384
 #: 0.10 -> 0.15; on the sample shop 0.71 -> 0.74 (2 epochs with copies against 6 without, nDCG@10
 #: unchanged). Its price is training time: five times the pairs for the teacher to score and the
-#: student to read (``--augment 0`` for a quick run). bench/results/distill-shapes-homedepot.md, session 14.
+#: student to read (``--augment 0`` for a quick run). See bench/results/distill-homedepot.md.
 DEFAULT_COPIES = 4
 _WORD = re.compile(r"[a-z0-9]+(?:[.'/-][a-z0-9]+)*")
 _FUNCTION_WORDS = frozenset("a an and as at by for from in into of on or the to with without".split())

@@ -2,8 +2,8 @@
 
 A backend takes int64 ``input_ids`` / ``attention_mask`` / ``token_type_ids`` batches (only the
 names in its ``input_names``) and returns one float32 score per row. Each is opened per artifact
-*role* (``model`` for a cross-encoder; ``query`` / ``product`` towers for the catalog students of
-issue 7 later), so a new artifact kind reuses the backends unchanged.
+*role* (``model`` for a cross-encoder; ``query`` / ``product`` towers for the catalog students),
+so a new artifact kind reuses the backends unchanged.
 
 Each backend module has ``load(artifact, role, **options)`` and ``OPTIONS``, the option names it
 takes. Optional backends import their library only when opened, with the pip extra to install in
