@@ -236,6 +236,7 @@ def test_markdown_json_and_plot(run_results, tmp_path):
         assert f"| {s['name']} |" in text
     assert "| BM25 |" in text and "Machine:" in text and "p50 ms" in text
     assert "peer / edgerank per list, interleaved (95% CI)" in text
+    assert "### Quality on serving lists" in text and "| random | BM25 |" in text and "| bm25 | BM25 |" in text
     ort = run_results["subjects"][3]["latency"]["10"]["paired"]
     assert f"{ort['ratio']:.2f}× ({ort['ci95'][0]:.2f} to {ort['ci95'][1]:.2f})" in text
     skewed = json.loads(json.dumps(run_results))
