@@ -45,7 +45,7 @@ def test_fp32_artifact_matches_torch(tiny_cross_encoder, tmp_path):
     m = load_artifact(out).manifest
     assert m["kind"] == "cross-encoder" and m["precision"] == m["graph_precision"] == "fp32"
     assert m["graphs"]["model"] == {"file": "model.onnx", "inputs": ["input_ids", "attention_mask", "token_type_ids"],
-                                    "outputs": ["logits"]}
+                                    "outputs": ["logits"], "max_positions": 512}
     assert m["tokenizer"]["max_length"] == 32 and m["tokenizer"]["truncation"] == "longest_first"
     assert m["score"]["raw"] == "logit" and m["score"]["probability"]["method"] == "sigmoid"
     assert set(m["files"]) == {"model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"}
@@ -203,6 +203,25 @@ def test_failing_quality_gate_writes_nothing_and_keeps_prior_artifact(tiny_cross
         export_artifact(tiny_cross_encoder, tmp_path / "new", "fp32", max_length=32, require_head=False,
                         eval_data=str(tiny_judged_csv), min_agreement=1.1)
     assert not (tmp_path / "new").exists()
+
+
+def test_max_length_past_the_model_positions_is_refused_before_any_work(tiny_cross_encoder, tmp_path):
+    """The tiny BERT has 512 positions: a longer --max-length would make a graph that indexes past its table."""
+    with pytest.raises(ExportError, match=r"--max-length 600 is more than the 512 token positions of "
+                                          r"BertForSequenceClassification .*use 512 or less"):
+        export_artifact(tiny_cross_encoder, tmp_path / "art", "fp32", max_length=600, require_head=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hub_id_is_resolved_as_the_cli_resolves_it(tiny_cross_encoder, tmp_path, monkeypatch):
+    """``export_artifact("org/name")`` goes through ``modeling.resolve_model`` (the Hub cache), as ``--model`` does."""
+    import edgerank.modeling as modeling
+
+    asked = []
+    monkeypatch.setattr(modeling, "_from_hub", lambda repo_id: asked.append(repo_id) or tiny_cross_encoder)
+    out = export_artifact("shop/tiny-ranker", tmp_path / "art", "fp32", max_length=32, require_head=False)
+    assert asked == ["shop/tiny-ranker"]
+    assert load_artifact(out).manifest["source"]["model"] == str(tiny_cross_encoder.resolve())
 
 
 def test_broken_parity_writes_nothing(tiny_cross_encoder, tmp_path):

@@ -45,6 +45,7 @@ def test_tower_artifact_has_two_graphs_and_the_interaction(kind, tower_artifacts
     # shared encoder: one graph for both roles, told its segment through token_type_ids
     assert m["graphs"]["query"]["file"] == m["graphs"]["product"]["file"] == "tower.onnx"
     assert (m["graphs"]["query"]["segment"], m["graphs"]["product"]["segment"]) == (0, 1)
+    assert m["graphs"]["query"]["max_positions"] == m["graphs"]["product"]["max_positions"] == 512
     assert sorted(m["files"]) == ["tokenizer.json", "tower.onnx"]
     outs = {r: tower_vectors(art, r) for r in ("query", "product")}
     mask = (IDS != 0).astype(np.int64)
@@ -87,8 +88,8 @@ def test_separate_towers_ship_two_graphs_with_the_segment_baked_in(tower_student
     """A product tower with its own encoder: query.onnx and product.onnx, two inputs each, and the
     runtime scores them as the torch towers do."""
     from edgerank.modeling import load_tokenizer
+    from edgerank.modeling.towers import TowerStudent, load_towers, save_towers, score_tower_pairs
     from edgerank.runtime import Ranker
-    from edgerank.train.towers import TowerStudent, load_towers, save_towers, score_tower_pairs
 
     shared = load_towers(tower_students["bi-encoder"])
     torch.manual_seed(1)
@@ -107,3 +108,17 @@ def test_separate_towers_ship_two_graphs_with_the_segment_baked_in(tower_student
     pairs = [("red cordless drill", "Red 18V Cordless Drill Kit"), ("garden hose", "Stainless Door Hinge Set")]
     expected = score_tower_pairs(load_towers(folder), tok, [q for q, _ in pairs], [t for _, t in pairs])
     np.testing.assert_allclose(Ranker.load(art.path, threads=1).score(pairs), expected, atol=1e-4)
+
+
+def test_tower_lengths_past_the_encoder_positions_are_refused(tower_students, tmp_path):
+    from edgerank.modeling import load_tokenizer
+    from edgerank.modeling.towers import load_towers, save_towers
+
+    model = load_towers(tower_students["bi-encoder"])
+    model.spec = dataclasses.replace(model.spec, product_max_length=600)
+    folder = tmp_path / "long"
+    folder.mkdir()
+    save_towers(model, load_tokenizer(tower_students["bi-encoder"]), folder)
+    with pytest.raises(ExportError, match="product_max_length 600 is more than the 512 token positions of BertModel"):
+        export_artifact(folder, tmp_path / "art", "fp32")
+    assert not (tmp_path / "art").exists()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edgerank.cli import main
 from edgerank.modeling import load_tokenizer
-from edgerank.train.towers import TOWERS_FILE, TowerSpec, TowerStudent, load_towers, score_tower_pairs
+from edgerank.modeling.towers import TOWERS_FILE, TowerSpec, TowerStudent, load_towers, score_tower_pairs
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_distill_trains_towers_and_writes_the_folder(kind, tiny_cross_encoder, t
     # the reloaded towers rank dev exactly as the report says they did
     from edgerank.data import evaluable, group_queries, read_table
     from edgerank.metrics import evaluate
-    from edgerank.train.towers import score_tower_groups
+    from edgerank.modeling.towers import score_tower_groups
 
     groups = evaluable(group_queries(read_table(tiny_judged_csv)[0]))
     ndcg = evaluate(groups, score_tower_groups(model, load_tokenizer(out), groups))["ndcg@10"]

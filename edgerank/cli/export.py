@@ -67,10 +67,9 @@ def command(model, out, precision, calibration, calibration_size, calibration_me
     """Export to ONNX, check parity against torch, quantize, gate on quality, write the artifact."""
     from ..artifact import load_artifact
     from ..export import export_artifact
-    from ..modeling import model_folder
 
     path = export_artifact(
-        model_folder(model), out, precision, max_length, archive=archive,
+        model, out, precision, max_length, archive=archive,
         read_kwargs=parse_data_options(columns, label_map, gain_offset),
         calibration=calibration, calibration_size=calibration_size, calibration_method=calibration_method,
         seed=seed, optimize=optimize, target=target, profile=profile, eval_data=eval_data,

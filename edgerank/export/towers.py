@@ -1,4 +1,5 @@
-"""Export a tower student (late interaction or bi-encoder) to one artifact with its query and product graphs.
+"""Tower students (late interaction or bi-encoder) in the export skeleton: one artifact with their
+query and product graphs.
 
 Each graph takes ``input_ids`` / ``attention_mask`` and returns ``vectors``: per-token unit vectors
 (zero at padding), shape (batch, tokens, dim), for late interaction, or one pooled unit vector per
@@ -16,27 +17,23 @@ cross-encoder export: fp32 must match within ``parity_atol``; INT8 is recorded.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..artifact import write_manifest_and_checksums
-from ..io import atomic_dir
+from ..core.groups import QueryGroup
 from .config import ExportConfig, ExportError
-from .onnx import parity, parity_groups, use_eager_attention
-from .probability import sigmoid_map
+from .kind import TOKENIZER, Graphs, Lowered, dynamic_int8, save_tokenizer, tokenizer_section
 
 TOWER_PRECISIONS = ("fp32", "int8-dynamic")
 INPUTS = ["input_ids", "attention_mask"]
 SEGMENT_INPUT = "token_type_ids"
 OUTPUT = "vectors"
 ROLES = ("query", "product")
-SEGMENTS = {"query": 0, "product": 1}  # as train/towers.py's QUERY_SEGMENT / PRODUCT_SEGMENT
 SHARED_GRAPH = "tower.onnx"
 STORE_DTYPE = "float16"  # product vectors in the catalog index
 
@@ -57,20 +54,25 @@ def _graph_module(model, product: bool):
 
 
 def graph_plan(model) -> dict[str, dict[str, Any]]:
-    """Per role: the file, its inputs and (shared graph) the segment to feed. A shared encoder that
-    reads no token types gives identical towers: one two-input graph serves both roles."""
+    """Per role: the file, its inputs, its output and (shared graph) the segment to feed. A shared
+    encoder that reads no token types gives identical towers: one two-input graph serves both roles."""
+    from ..modeling.towers import PRODUCT_SEGMENT, QUERY_SEGMENT
+
     if not model.spec.shared:
-        return {r: {"file": f"{r}.onnx", "inputs": INPUTS} for r in ROLES}
+        return {r: {"file": f"{r}.onnx", "inputs": INPUTS, "outputs": [OUTPUT]} for r in ROLES}
     if not model.uses_segments:
-        return {r: {"file": SHARED_GRAPH, "inputs": INPUTS} for r in ROLES}
-    return {r: {"file": SHARED_GRAPH, "inputs": INPUTS + [SEGMENT_INPUT], "segment": SEGMENTS[r]} for r in ROLES}
+        return {r: {"file": SHARED_GRAPH, "inputs": INPUTS, "outputs": [OUTPUT]} for r in ROLES}
+    segments = {"query": QUERY_SEGMENT, "product": PRODUCT_SEGMENT}
+    return {r: {"file": SHARED_GRAPH, "inputs": INPUTS + [SEGMENT_INPUT], "outputs": [OUTPUT], "segment": segments[r]}
+            for r in ROLES}
 
 
 def export_tower_graph(model, tokenizer, out: Path, product: bool, inputs: list[str], opset: int) -> None:
     """Trace one graph with dynamic batch and sequence axes (eager attention, as ``onnx.export_onnx``)."""
     import torch
 
-    from ..train.towers import tokenize_texts
+    from ..modeling.towers import tokenize_texts
+    from .onnx import use_eager_attention
 
     for encoder in {id(m): m for m in (model.query_encoder, model.product_encoder) if m is not None}.values():
         use_eager_attention(encoder)
@@ -90,7 +92,7 @@ def _onnx_scores(model, tokenizer, sessions: dict, graphs: dict, groups) -> list
     """Scores of each group through the exported graphs: ORT vectors, the student's own interaction."""
     import torch
 
-    from ..train.towers import tokenize_texts
+    from ..modeling.towers import tokenize_texts
 
     spec, out = model.spec, []
 
@@ -111,103 +113,96 @@ def _onnx_scores(model, tokenizer, sessions: dict, graphs: dict, groups) -> list
     return out
 
 
-def export_towers(model_dir: Path, out: Path, config: ExportConfig, *, read_kwargs: dict[str, Any],
-                  archive=None) -> Path:
-    """Write the tower artifact at ``out`` (atomically); raises ``ExportError`` with nothing written
-    when an option does not apply to towers, fp32 parity fails or the quality gate does."""
-    from ..modeling import load_tokenizer
-    from ..train.towers import load_towers, score_tower_groups
-    from .pipeline import TOKENIZER, folder_sha256, save_tokenizer
-    from .quantize import quantize_dynamic_int8
-    from .scoring import ort_session
+@dataclass
+class TowerExport:
+    """A saved tower student (``modeling.towers.load_towers``), loaded for export."""
 
+    model_dir: Path
+    config: ExportConfig
+    model: Any  # modeling.towers.TowerStudent
+    tokenizer: Any
+
+    @classmethod
+    def load(cls, model_dir: Path, config: ExportConfig) -> TowerExport:
+        """Refuses, before loading anything, the options that do not apply to towers."""
+        from ..modeling import load_tokenizer
+        from ..modeling.towers import load_towers
+
+        check_options(model_dir, config)
+        return cls(model_dir, config, load_towers(model_dir), load_tokenizer(model_dir))
+
+    @property
+    def kind(self) -> str:
+        return self.model.spec.kind
+
+    @property
+    def positions(self) -> int | None:
+        from ..modeling import max_positions
+
+        return max_positions(self.model.query_encoder)
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return {"query_max_length": self.model.spec.query_max_length,
+                "product_max_length": self.model.spec.product_max_length}
+
+    @property
+    def source(self) -> dict[str, Any]:
+        from ..modeling import count_parameters
+
+        return {"architecture": type(self.model.query_encoder).__name__, "parameters": count_parameters(self.model)}
+
+    def write_files(self, folder: Path) -> None:
+        save_tokenizer(self.model_dir, self.tokenizer, folder / TOKENIZER)
+
+    def convert(self, scratch: Path) -> Graphs:
+        """One graph per distinct file of the plan: the shared graph is traced once, for the product role."""
+        roles = {entry["file"]: (role, entry) for role, entry in graph_plan(self.model).items()}
+        for name, (role, entry) in roles.items():
+            export_tower_graph(self.model, self.tokenizer, scratch / f"fp32-{name}", product=role == "product",
+                               inputs=entry["inputs"], opset=self.config.opset)
+        return {name: scratch / f"fp32-{name}" for name in roles}
+
+    def reference(self, groups: Sequence[QueryGroup]) -> list[np.ndarray]:
+        from ..modeling.towers import score_tower_groups
+
+        return score_tower_groups(self.model, self.tokenizer, groups)
+
+    gate_reference = reference  # the towers converted are the source towers
+
+    def scores(self, graphs: Graphs, folder: Path, groups: Sequence[QueryGroup]) -> list[np.ndarray]:
+        from .scoring import ort_session
+
+        plan = graph_plan(self.model)
+        sessions = {name: ort_session(path) for name, path in graphs.items()}
+        return _onnx_scores(self.model, self.tokenizer, {r: sessions[plan[r]["file"]] for r in ROLES}, plan, groups)
+
+    def lower(self, fp32: Graphs, scratch: Path, folder: Path) -> Lowered:
+        if self.config.precision == "fp32":
+            return Lowered(dict(fp32), "fp32")
+        graphs = {name: scratch / f"int8-{name}" for name in fp32}
+        done = {name: dynamic_int8(self.config, fp32[name], graphs[name], embeddings=self.config.quantize_embeddings)
+                for name in fp32}
+        # one set of settings for every graph: the first one's says it
+        return Lowered(graphs, self.config.precision, {"quantization": next(iter(done.values()))})
+
+    def manifest(self, folder: Path, lowered: Lowered, groups: Sequence[QueryGroup]) -> dict[str, Any]:
+        spec = self.model.spec
+        return {"graphs": graph_plan(self.model),
+                "tokenizer": tokenizer_section(self.tokenizer, spec.product_max_length, pair=False),
+                "towers": {"dim": spec.dim, "interaction": spec.interaction, "scale": self.model.scale.item(),
+                           "bias": self.model.bias.item(), "query_max_length": spec.query_max_length,
+                           "product_max_length": spec.product_max_length, "store_dtype": STORE_DTYPE,
+                           "shared_encoder": spec.shared, "layers": spec.layers}}
+
+
+def check_options(model_dir: Path, config: ExportConfig) -> None:
+    """Towers ship fp32 or int8-dynamic graphs for CPU targets, with the source vocabulary."""
+    if config.prune_vocab:
+        raise ExportError(f"{model_dir}: --prune-vocab is implemented for cross-encoders only, not catalog students")
     if config.precision not in TOWER_PRECISIONS:
         raise ExportError(f"--precision {config.precision}: tower artifacts are exported as "
                           f"{' or '.join(TOWER_PRECISIONS)}")
     if config.target in ("cuda", "tensorrt") or config.optimize:
         raise ExportError("tower artifacts support the CPU targets (portable, cpu-avx2, cpu-avx512-vnni, arm64), "
-                          "without --optimize "
-                          "(ONNX Runtime fuses the graphs when it loads them)")
-    model = load_towers(model_dir)
-    tokenizer = load_tokenizer(model_dir)
-    spec = model.spec
-    table_kwargs = {k: v for k, v in read_kwargs.items() if k in ("columns", "label_map")}
-    groups, source = parity_groups(config.eval_data or config.calibration, **table_kwargs)
-    reference = score_tower_groups(model, tokenizer, groups)
-
-    with atomic_dir(out) as folder, tempfile.TemporaryDirectory(prefix="edgerank-export-") as scratch:
-        scratch = Path(scratch)
-        save_tokenizer(model_dir, tokenizer, folder / TOKENIZER)
-        graphs, fp32, quantization = graph_plan(model), {}, None
-        for role in ROLES:
-            name = graphs[role]["file"]
-            graphs[role]["outputs"] = [OUTPUT]
-            if name in fp32:  # the shared graph, already written for the other role
-                continue
-            fp32[name] = scratch / f"fp32-{name}"
-            export_tower_graph(model, tokenizer, fp32[name], product=role == "product", inputs=graphs[role]["inputs"],
-                               opset=config.opset)
-            graph = fp32[name]
-            if config.precision == "int8-dynamic":
-                graph = scratch / f"int8-{name}"
-                quantization = quantize_dynamic_int8(fp32[name], graph, reduce_range=config.reduce_range,
-                                                     per_channel=config.per_channel,
-                                                     quantize_embeddings=config.quantize_embeddings,
-                                                     weight_type=config.weight_type)
-            shutil.copyfile(graph, folder / name)
-
-        checks: dict[str, Any] = {"source": source, "pairs": int(sum(len(g.texts) for g in groups))}
-        fp32_sessions = {name: ort_session(path) for name, path in fp32.items()}
-        checks["fp32"] = parity(reference, _onnx_scores(
-            model, tokenizer, {r: fp32_sessions[graphs[r]["file"]] for r in ROLES}, graphs, groups))
-        if checks["fp32"]["max_abs_diff"] > config.parity_atol:
-            raise ExportError(f"{model_dir}: fp32 ONNX towers differ from torch by {checks['fp32']['max_abs_diff']:.2e} "
-                              f"(> --parity-atol {config.parity_atol}) on {checks['pairs']} pairs from {source}. "
-                              "Nothing was written.")
-        if config.precision != "fp32":  # recorded here, judged by the quality gate (as for cross-encoders)
-            shipped = {name: ort_session(folder / name) for name in fp32}
-            sessions = {r: shipped[graphs[r]["file"]] for r in ROLES}
-            checks[config.precision] = parity(reference, _onnx_scores(model, tokenizer, sessions, graphs, groups))
-        manifest = {
-            "edgerank_version": __version__,
-            "kind": spec.kind,
-            "source": {"model": str(model_dir.resolve()), "sha256": folder_sha256(model_dir),
-                       "architecture": type(model.query_encoder).__name__,
-                       "parameters": int(sum(p.numel() for p in model.parameters()))},
-            "precision": config.precision,
-            "graph_precision": config.precision,
-            "target": config.target,
-            "graphs": graphs,
-            "tokenizer": {"file": TOKENIZER, "max_length": spec.product_max_length, "truncation": "longest_first",
-                          "pair": False, "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
-            "towers": {"dim": spec.dim, "interaction": spec.interaction, "scale": model.scale.item(),
-                       "bias": model.bias.item(), "query_max_length": spec.query_max_length,
-                       "product_max_length": spec.product_max_length, "store_dtype": STORE_DTYPE,
-                       "shared_encoder": spec.shared, "layers": spec.layers},
-            "score": {"raw": "logit", "probability": sigmoid_map()},
-            "parity": checks,
-            "quality": None,
-            "export": config.to_dict() | ({"quantization": quantization} if quantization else {}),
-        }
-        write_manifest_and_checksums(folder, manifest)
-        if config.eval_data:  # gated through the runtime on the folder as written, then recorded in it
-            manifest["quality"], manifest["score"]["probability"] = _gate(config, model, tokenizer, folder,
-                                                                          read_kwargs)
-            write_manifest_and_checksums(folder, manifest)
-    if archive is not None:
-        from ..artifact import pack
-
-        pack(out, archive)
-    return out
-
-
-def _gate(config: ExportConfig, model, tokenizer, folder: Path, read_kwargs: dict) -> tuple[dict, dict]:
-    """The cross-encoders' quality gate (``gate.run_gate``) on ``config.eval_data``: the artifact in
-    ``folder``, scored by the runtime, against the torch towers; raises ExportError (nothing written)
-    when it fails. Returns its numbers and the fitted probability map."""
-    from ..train.towers import score_tower_groups
-    from .gate import run_gate
-
-    return run_gate(folder, lambda groups: score_tower_groups(model, tokenizer, groups), config.eval_data,
-                    list_size=config.gate_list_size or None, seed=config.seed, read_kwargs=read_kwargs,
-                    max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
+                          "without --optimize (ONNX Runtime fuses the graphs when it loads them)")

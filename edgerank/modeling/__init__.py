@@ -5,6 +5,9 @@ A model is named by a local folder, a Hugging Face Hub id (``org/name``) or a pa
 never reach the Hub). Hub ids go through the standard Hub cache, so ``HF_HOME``, ``HF_HUB_CACHE``,
 ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` mean what they mean everywhere else; every loader then reads
 the resolved local folder only.
+
+The tower models of catalog students (``TowerStudent``) live in ``edgerank.modeling.towers``, apart,
+because a torch module class needs torch when its module is imported and this one does not.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import score_by_group
+from ..data import score_by_group
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 MODELS_HOME = Path(os.environ.get("EDGERANK_HOME", Path.home() / ".cache" / "edgerank")) / "models"
@@ -189,3 +192,15 @@ def score_groups(model, tokenizer, groups, **kwargs) -> list[np.ndarray]:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def max_positions(model) -> int | None:
+    """How many tokens one sequence may have in ``model`` (a transformers model or its encoder): the
+    config's ``max_position_embeddings``, less the ids RoBERTa-style embeddings (those with a
+    ``padding_idx``) skip, since their positions start after the padding id. None when the config
+    sets no limit. Recorded in artifacts, so that their loader refuses a tokenizer that would index
+    past the position table."""
+    encoder = getattr(model, "base_model", model)
+    limit = getattr(encoder.config, "max_position_embeddings", None)
+    offset = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
+    return None if limit is None else limit - (0 if offset is None else offset + 1)
