@@ -41,6 +41,27 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
+def tiny_towers(folder: Path, model: Path) -> Path:
+    """Random late-interaction towers (dim 16) over the tiny cross-encoder's encoder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from edgerank.modeling.towers import TowerSpec, TowerStudent, save_towers
+
+    folder.mkdir(parents=True)
+    spec = TowerSpec(kind="late-interaction", dim=16, query_max_length=16, product_max_length=32)
+    save_towers(TowerStudent(AutoModel.from_pretrained(model), spec), AutoTokenizer.from_pretrained(model), folder)
+    return folder
+
+
+def _catalog_files(products: list[dict], work: Path) -> tuple[Path, Path]:
+    """The catalog split in two: what is indexed first, and what an update adds."""
+    paths = []
+    for name, part in (("first", products[: len(products) // 2]), ("more", products[len(products) // 2:])):
+        paths.append(work / f"{name}.jsonl")
+        paths[-1].write_text("".join(json.dumps(p) + "\n" for p in part))
+    return paths[0], paths[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="edgerank-reliability-"))
@@ -52,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         artifact = export_artifact(model, work / "artifact", precision="fp32", max_length=64)
     products = [{k: p[k] for k in ("id", "title", "description") if k in p} for p in read_products_file(args.products)]
     label = f"`{artifact}`" if args.artifact else "a tiny random 2-layer cross-encoder exported in fp32 (max length 64)"
-    report: dict[str, Any] = {"machine": describe_machine(), "artifact_label": label, "argv": sys.argv[1:]}
+    report: dict[str, Any] = {"machine": describe_machine(), "artifact_label": label, "argv": sys.argv[1:],
+                              "products": len(products)}
     steps = [("fuzz", lambda: fuzz.run(Ranker.load(artifact, threads=1), args.calls, args.seed)),
              ("load", lambda: load.run(artifact, products, args.clients, args.seconds)),
              ("tamper", lambda: tamper.summary(tamper.run(artifact, work / "tampered", args.flips, args.seed))),
-             ("kill", lambda: tamper.summary(tamper.kill_run(model, work / "killed", args.kills, args.seed)))]
+             ("kill", lambda: tamper.summary(tamper.kill_run(model, work / "killed", args.kills, args.seed))),
+             ("kill_index", lambda: tamper.summary(_kill_index(model, products, work, args)))]
     for name, step in steps:
         started = time.perf_counter()
         print(f"reliability: {name} ...", file=sys.stderr)
@@ -68,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _kill_index(model: Path, products: list[dict], work: Path, args: argparse.Namespace) -> list[dict]:
+    from edgerank.export import export_artifact
+
+    towers = export_artifact(tiny_towers(work / "towers", model), work / "towers-artifact", precision="fp32")
+    first, more = _catalog_files(products, work)
+    return tamper.kill_index_run(towers, first, more, work / "index", args.kills, args.seed)
+
+
 def _failures(report: dict[str, Any]) -> list[str]:
     load_ = report["load"]
     out = []
@@ -75,12 +106,12 @@ def _failures(report: dict[str, Any]) -> list[str]:
         out.append(f"fuzz: {report['fuzz']['bad']} bad calls")
     if load_["resets"] or load_["server_errors"]:
         out.append(f"load: {load_['resets']} resets, {load_['server_errors']} 5xx")
-    out += [f"{k}: {len(report[k]['failed'])} failed" for k in ("tamper", "kill") if report[k]["failed"]]
+    out += [f"{k}: {len(report[k]['failed'])} failed" for k in ("tamper", "kill", "kill_index") if report[k]["failed"]]
     return out
 
 
 def render(report: dict[str, Any], args: argparse.Namespace) -> str:
-    m, f, ld, t, k = (report[x] for x in ("machine", "fuzz", "load", "tamper", "kill"))
+    m, f, ld, t, k, ki = (report[x] for x in ("machine", "fuzz", "load", "tamper", "kill", "kill_index"))
     command = " ".join(["python -m bench.reliability", *report["argv"]])
     machine = f"{m.get('cpu', '?')}, {m.get('usable_cores', '?')} cores, {', '.join(m.get('cpu_flags') or [])}"
     lines = [
@@ -102,9 +133,12 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"**{t['passed']}/{t['total']} refused** | all |",
         f"| `kill -9` of `edgerank export` over an existing artifact at random points | "
         f"**{k['passed']}/{k['total']}** left a loadable artifact (and no temporary folder) | all |",
+        f"| `kill -9` of `edgerank index --update` at random points (late-interaction towers, "
+        f"{report['products']} products, half of them added by the update) | "
+        f"**{ki['passed']}/{ki['total']}** left a loadable index | all |",
         "",
     ]
-    failed = t["failed"] + k["failed"] + f["failures"]
+    failed = t["failed"] + k["failed"] + ki["failed"] + f["failures"]
     if failed:
         lines += ["Failures:", ""] + [f"- {x}" for x in failed] + [""]
     return "\n".join(lines)

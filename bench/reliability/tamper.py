@@ -92,6 +92,52 @@ def kill_run(model: Path, out: Path, kills: int = 10, seed: int = 0, max_length:
     return rows
 
 
+def kill_index_run(artifact: Path, products: Path, more_products: Path, out: Path, kills: int = 10,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Index ``products`` once, then ``kills`` runs of ``edgerank index --update`` adding
+    ``more_products``, each killed with SIGKILL at a random point of a full update's duration; after
+    each, the index at ``out`` must load with ``artifact`` (the previous index or the updated one)."""
+    base = [sys.executable, "-c", "from edgerank.cli import main; main()", "index", "--artifact", str(artifact),
+            "--out", str(out), "--threads", "1"]
+    build = [*base, "--products", str(products)]
+    update = [*base, "--products", str(products), "--products", str(more_products), "--update"]
+    shown = "edgerank " + " ".join(update[3:])
+    rng, rows = random.Random(seed), []
+    subprocess.run(build, check=True, capture_output=True)
+    started = time.perf_counter()
+    subprocess.run(update, check=True, capture_output=True)
+    duration = time.perf_counter() - started
+    for i in range(kills):
+        subprocess.run(build, check=True, capture_output=True)  # back to the small index, so each update has work
+        before = _index_size(artifact, out)
+        delay = rng.uniform(0.0, duration)
+        proc = subprocess.Popen(update, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        finished = proc.poll() is not None
+        if not finished:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        after = _index_size(artifact, out)
+        passed = isinstance(after, int)
+        which = "" if not passed else " (updated)" if after != before else " (previous)"
+        rows.append({"check": f"kill -9 {i + 1}/{kills} of an index update at {delay:.2f} s of {duration:.2f} s"
+                              + (" (it had finished)" if finished else ""),
+                     "result": ("loads" if passed else str(after)) + which, "passed": passed,
+                     "command": f"{shown}  # killed after {delay:.2f} s"})
+    return rows
+
+
+def _index_size(artifact: Path, index: Path) -> int | str:
+    """Products in the index at ``index`` as the runtime loads it, or why it does not load."""
+    from edgerank.artifact import load_artifact
+    from edgerank.runtime.catalog import load_index
+
+    try:
+        return len(load_index(index, load_artifact(artifact)))
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Passed / total, and the checks that failed (for a tamper check: the copies that loaded)."""
     return {"passed": sum(r["passed"] for r in rows), "total": len(rows),
