@@ -10,16 +10,15 @@ import sys
 
 import numpy as np
 import pytest
+from catalog_fixtures import *  # noqa: F401,F403
 from click.testing import CliRunner
+from runtime_fixtures import *  # noqa: F401,F403
 
 from edgerank.artifact import load_artifact
 from edgerank.cli import main
 from edgerank.runtime import Ranker, RankerInputError
 from edgerank.runtime.catalog import CatalogIndexError, build_index, load_index, update_index
 from edgerank.runtime.towers import TowerScorer
-
-from catalog_fixtures import *  # noqa: F401,F403
-from runtime_fixtures import *  # noqa: F401,F403
 
 KINDS = ["late-interaction", "bi-encoder"]
 
@@ -40,7 +39,7 @@ def indexes(tower_artifacts, tmp_path_factory):
 def test_runtime_towers_score_like_the_torch_towers(kind, tower_students, tower_artifacts):
     """Same tokens (the artifact's tokenizer.json), same vectors, same interaction as the trained towers."""
     from edgerank.modeling import load_tokenizer
-    from edgerank.train.towers import load_towers, score_tower_pairs
+    from edgerank.modeling.towers import load_towers, score_tower_pairs
 
     queries = ["red cordless drill", "red cordless drill", "garden hose with a brass nozzle for the yard", "x"]
     texts = ["Red 18V Cordless Drill Kit", "Stainless Door Hinge Set", "Blue Garden Hose 50 ft. with nozzle", "Y"]
@@ -66,18 +65,113 @@ def test_rank_with_index_equals_rank_without(kind, tower_artifacts, indexes):
     assert result.ids == fresh.ids
 
 
-@pytest.mark.parametrize("dtype", ["float16", "int8"])
+#: largest score change allowed per dtype, in units of the artifact's scale: a cosine of unit vectors
+#: moves by ~5e-4 (float16), ~2e-3 (int8: components off by up to 0.004), more with residuals of 2 or 1 bits
+TOLERANCE = {"float16": 2e-3, "int8": 1e-2, "residual-2bit": 0.1, "residual-1bit": 0.2}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
 def test_compact_indexes_stay_close(dtype, tower_artifacts, tmp_path):
     path = index_for(tower_artifacts["late-interaction"], catalog(30), tmp_path / dtype, dtype)
     index = load_index(path, load_artifact(tower_artifacts["late-interaction"]))
-    assert index.vectors.dtype == np.dtype(dtype) and isinstance(index.vectors, np.memmap)
+    stored = np.uint8 if dtype.startswith("residual") else np.dtype(dtype)
+    assert index.vectors.dtype == stored and isinstance(index.vectors, np.memmap)
+    assert isinstance(index.codes, np.memmap) and index.codes.dtype == np.uint16
     products = catalog(30)
     a = Ranker.load(tower_artifacts["late-interaction"], threads=1, index=path).rank("blue hose", products)
     b = Ranker.load(tower_artifacts["late-interaction"], threads=1).rank("blue hose", products)
+    assert a.cached == len(products)
     by_id = {i.id: i.score for i in b}
     scale = load_artifact(tower_artifacts["late-interaction"]).manifest["towers"]["scale"]
-    # a cosine of unit vectors moves by ~5e-4 (float16) or ~2e-3 (int8: components off by up to 0.004)
-    assert max(abs(i.score - by_id[i.id]) for i in a) < abs(scale) * (2e-3 if dtype == "float16" else 1e-2) + 1e-5
+    assert max(abs(i.score - by_id[i.id]) for i in a) < abs(scale) * TOLERANCE[dtype] + 1e-5
+
+
+@pytest.mark.parametrize("nbits", [1, 2])
+def test_residual_codec_packs_each_dimensions_bucket(nbits):
+    """decode(encode(x)) is the unit vector of centroid + each dimension's bucket value, bit for bit."""
+    from edgerank.runtime.codec import Codec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    codec = Codec.train(x, 16, nbits)
+    codes = codec.assign(x)
+    cell = np.argmax(x @ codec.coarse.T, axis=1)  # two levels: the nearest centroid of the nearest cell
+    k = codec.per_cell
+    within = np.array([np.argmax(codec.centroids[c * k:(c + 1) * k] @ v) for c, v in zip(cell, x)])
+    np.testing.assert_array_equal(codes, cell * k + within)
+    packed = codec.encode(x, codes)
+    assert packed.shape == (500, 16 * nbits // 8) and packed.dtype == np.uint8
+    residual = x - codec.centroids[codes]
+    buckets = (residual[:, None, :] > codec.cutoffs[None]).sum(axis=1)
+    expected = codec.centroids[codes] + np.take_along_axis(codec.weights, buckets, axis=0)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(codec.decode(codes, packed), expected, atol=1e-6)
+    # closer to the original than its centroid alone
+    assert (codec.decode(codes, packed) * x).sum(1).mean() > (x * codec.centroids[codes]).sum(1).mean()
+
+
+def test_staged_search_finds_the_exhaustive_best(tower_artifacts, tmp_path):
+    """Probing every centroid and reranking a few more than asked finds what exhaustive MaxSim finds;
+    the inverted lists name exactly the (centroid, product) pairs of the codes."""
+    art = load_artifact(tower_artifacts["late-interaction"])
+    index = load_index(index_for(art.path, catalog(30), tmp_path / "i", "residual-2bit"), art)
+    starts, products, _ = index.inverted_lists()
+    pairs = {(int(c), int(p)) for p in range(len(index))
+             for c in index.codes[index.offsets[p]:index.offsets[p + 1]]}
+    assert {(c, int(p)) for c in range(len(starts) - 1) for p in products[starts[c]:starts[c + 1]]} == pairs
+    assert all(np.all(np.diff(products[starts[c]:starts[c + 1]]) > 0) for c in range(len(starts) - 1))
+    scorer = TowerScorer(art, 16, threads=1)
+    for query in ("red cordless drill", "brass hinge", "blue garden hose"):
+        q, _ = scorer.query(query)
+        exact, exact_logits = index.search(scorer, q, 3, None)
+        staged, staged_logits = index.search(scorer, q, 3, 12, nprobe=len(index.codec.centroids))
+        assert list(staged) == list(exact)
+        np.testing.assert_allclose(staged_logits, exact_logits, atol=1e-5)
+
+
+def test_compressed_index_updates_without_requantizing(tower_artifacts, tmp_path):
+    art = load_artifact(tower_artifacts["late-interaction"])
+    path = index_for(art.path, catalog(30), tmp_path / "idx", "residual-2bit")
+    before = load_index(path, art)
+    kept = {pid: (np.array(before.vectors[before.offsets[i]:before.offsets[i + 1]]),
+                  np.array(before.codes[before.offsets[i]:before.offsets[i + 1]])) for i, pid in enumerate(before.ids)}
+    centroids = before.codec.centroids.copy()
+    changed = [dict(catalog(30)[0], title="Brass Garden Hose Nozzle"), {"id": "p-new", "title": "Steel Door Hinge"}]
+    _, counts = update_index(art, TowerScorer(art, 16, threads=1), path, changed)
+    assert counts == {"added": 1, "replaced": 1, "unchanged": 0}
+    after = load_index(path, art)
+    assert len(after) == 31 and after.meta["dtype"] == "residual-2bit"
+    np.testing.assert_array_equal(after.codec.centroids, centroids)
+    for i, pid in enumerate(after.ids):
+        if pid in kept and pid != "p0":  # copied as stored, never decoded and encoded again
+            np.testing.assert_array_equal(after.vectors[after.offsets[i]:after.offsets[i + 1]], kept[pid][0])
+            np.testing.assert_array_equal(after.codes[after.offsets[i]:after.offsets[i + 1]], kept[pid][1])
+    ranker = Ranker.load(art.path, threads=1, index=path)
+    result = ranker.rank("garden hose", changed + catalog(30)[1:5])
+    assert result.cached == 6
+    fresh = Ranker.load(art.path, threads=1).rank("garden hose", changed + catalog(30)[1:5])
+    scale = art.manifest["towers"]["scale"]
+    by_id = {i.id: i.score for i in fresh}
+    # new products were encoded by centroids trained without them: their residuals are larger
+    assert max(abs(i.score - by_id[i.id]) for i in result) < abs(scale) * 2 * TOLERANCE["residual-2bit"]
+
+
+def test_compressed_index_refusals(tower_artifacts, tmp_path):
+    art = load_artifact(tower_artifacts["late-interaction"])
+    with pytest.raises(CatalogIndexError, match="late-interaction indexes only"):
+        index_for(tower_artifacts["bi-encoder"], catalog(5), tmp_path / "bi", "residual-2bit")
+    path = index_for(art.path, catalog(12), tmp_path / "idx", "residual-1bit")
+    data = bytearray((path / "residuals.npy").read_bytes())
+    data[-1] ^= 0x01
+    (path / "residuals.npy").write_bytes(bytes(data))
+    with pytest.raises(CatalogIndexError, match="checksum mismatch for residuals.npy"):
+        load_index(path, art)
+    meta = json.loads((path / "index.json").read_text())
+    meta["files"] = {k: v for k, v in meta["files"].items() if k != "bucket_weights.npy"}
+    (path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(CatalogIndexError, match="does not list bucket_weights.npy"):
+        load_index(path, art)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -89,7 +183,7 @@ def test_search_ranks_the_whole_catalog(kind, tower_artifacts, indexes):
     np.testing.assert_allclose([i.score for i in found], [i.score for i in full][:5], atol=1e-5)
     scores = [i.score for i in found]
     assert scores == sorted(scores, reverse=True) and [i.rank for i in found] == [1, 2, 3, 4, 5]
-    # two-stage search (pooled first stage, exact rerank) returns exact scores for what it keeps
+    # staged search (centroid stages, exact rerank) returns exact scores for what it keeps
     two_stage = ranker.search("red cordless drill", top_k=3, depth=10)
     exact = {i.id: i.score for i in full}
     assert all(abs(i.score - exact[i.id]) < 1e-5 for i in two_stage)
@@ -183,6 +277,14 @@ def test_index_cli_builds_updates_and_refuses(tower_artifacts, rt_artifact, tmp_
                                  "--threads", "1", "--json"])
     assert found.exit_code == 0, found.output
     assert len(json.loads(found.stdout)["items"]) == 3 and json.loads(found.stdout)["candidates"] == 9
+    small = tmp_path / "small"
+    built = runner.invoke(main, ["index", "--artifact", art, "--products", str(feed), "--out", str(small),
+                                 "--dtype", "residual-2bit", "--threads", "1"])
+    assert built.exit_code == 0, built.output
+    assert json.loads((small / "index.json").read_text())["dtype"] == "residual-2bit"
+    found = runner.invoke(main, ["search", "--artifact", art, "--index", str(small), "--query", "red hose", "--top-k",
+                                 "3", "--depth", "4", "--threads", "1", "--json"])
+    assert found.exit_code == 0 and len(json.loads(found.stdout)["items"]) == 3
     bad = runner.invoke(main, ["index", "--artifact", str(rt_artifact), "--products", str(feed), "--out",
                                str(tmp_path / "x")])
     assert bad.exit_code == 2 and "late-interaction or bi-encoder" in bad.output
@@ -202,26 +304,33 @@ def test_catalog_runtime_imports_no_training_stack(tower_artifacts, indexes):
     assert out.stdout.strip() == ""
 
 
-def test_search_first_stage_is_the_pooled_score_distillation_trains(tower_students, tower_artifacts, indexes):
-    """The runtime's first stage (index pooled vectors x the query's mean vector) is, up to a positive
-    factor per query, the pooled cosine that ``TowerStudent.forward(first_stage=True)`` trains."""
-    import torch
+def test_format_1_index_still_searches_by_pooled_vectors(tower_artifacts, indexes, tmp_path):
+    """An index written before centroids (format 1: vectors and pooled vectors) loads, ranks and
+    searches through its pooled first stage."""
+    import hashlib
 
-    from edgerank.modeling import load_tokenizer
-    from edgerank.train.towers import load_towers, tower_inputs
-
-    model, tok = load_towers(tower_students["late-interaction"]), load_tokenizer(tower_students["late-interaction"])
-    products = catalog(30)
-    texts = [p["title"] + (" " + p["description"] if p["description"] else "") for p in products]
-    with torch.no_grad():
-        _, first = model(**tower_inputs(tok, ["red cordless drill"] * len(texts), texts, model.spec, "cpu"),
-                         first_stage=True)
-    trained = ((first - model.pooled_bias) / model.pooled_scale).detach().numpy()
-    ranker = Ranker.load(tower_artifacts["late-interaction"], threads=1, index=indexes["late-interaction"])
-    q, _ = ranker._scorer.query("red cordless drill")
-    mean = q.mean(axis=0)
-    runtime = ranker.index.pooled @ (mean / np.linalg.norm(mean))
-    np.testing.assert_allclose(runtime, trained, atol=2e-3)  # pooled vectors are stored as float16
+    source, path = indexes["late-interaction"], tmp_path / "v1"
+    path.mkdir()
+    for name in ("ids.json", "offsets.npy", "vectors.npy"):
+        shutil.copy(source / name, path / name)
+    vectors, offsets = np.load(path / "vectors.npy"), np.load(path / "offsets.npy")
+    sums = np.add.reduceat(vectors, offsets[:-1], axis=0)
+    np.save(path / "pooled.npy", (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float16))
+    meta = json.loads((source / "index.json").read_text())
+    meta.pop("codec")
+    meta.update(format=1, files={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())})
+    (path / "index.json").write_text(json.dumps(meta))
+    old = Ranker.load(tower_artifacts["late-interaction"], threads=1, index=path)
+    new = Ranker.load(tower_artifacts["late-interaction"], threads=1, index=source)
+    assert old.index.codec is None and old.index.pooled is not None
+    assert old.search("red cordless drill", 5, depth=None).ids == new.search("red cordless drill", 5, depth=None).ids
+    found = old.search("red cordless drill", top_k=3, depth=10)
+    exact = {i.id: i.score for i in new.rank("red cordless drill", catalog(30))}
+    assert len(found) == 3 and all(abs(i.score - exact[i.id]) < 1e-5 for i in found)
+    art = load_artifact(tower_artifacts["late-interaction"])  # an update writes the current format
+    update_index(art, TowerScorer(art, 16, threads=1), path, [{"id": "p-new", "title": "Steel Door Hinge"}])
+    upgraded = load_index(path, art)
+    assert upgraded.meta["format"] == 2 and upgraded.codec is not None and len(upgraded) == 31
 
 
 def test_bench_ranks_catalog_students_from_a_warm_index(tower_artifacts, tiny_cross_encoder, tiny_judged_csv):

@@ -144,18 +144,12 @@ class TowerScorer:
         qv, q_cut = self.query(query)
         texts = [c.text for c in candidates]
         cached = index.lookup([c.id for c in candidates], texts) if index is not None else np.full(len(texts), -1)
-        fresh = np.flatnonzero(cached < 0)
-        computed = self.products([texts[i] for i in fresh]) if len(fresh) else None
-        parts, truncated = [], np.zeros(len(texts), dtype=bool)
-        fresh_pos = {int(i): j for j, i in enumerate(fresh)}
-        for i, row in enumerate(cached):
-            if row >= 0:
-                parts.append(index.vectors_of(int(row)))
-                truncated[i] = index.truncated[row]
-            else:
-                j = fresh_pos[i]
-                parts.append(computed.vectors[computed.offsets[j]:computed.offsets[j + 1]])
-                truncated[i] = computed.truncated[j]
-        offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
-        logits = self.scores(qv, np.concatenate(parts).astype(np.float32, copy=False), offsets)
-        return logits, truncated | q_cut, int((cached >= 0).sum())
+        logits, truncated = np.empty(len(texts), dtype=np.float32), np.zeros(len(texts), dtype=bool)
+        hit, fresh = np.flatnonzero(cached >= 0), np.flatnonzero(cached < 0)
+        if len(hit):  # one read of every cached product's rows, not one per product
+            vectors, offsets = index.gather(cached[hit])
+            logits[hit], truncated[hit] = self.scores(qv, vectors, offsets), index.truncated[cached[hit]]
+        if len(fresh):
+            computed = self.products([texts[i] for i in fresh])
+            logits[fresh], truncated[fresh] = self.scores(qv, computed.vectors, computed.offsets), computed.truncated
+        return logits, truncated | q_cut, len(hit)
