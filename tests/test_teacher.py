@@ -13,17 +13,34 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import edgerank_script, home_depot_slice
 from safetensors.torch import load_file
 
-from edgerank.cli import main
 import edgerank.train.teacher as teacher_module
-from conftest import edgerank_script, home_depot_slice
+from edgerank.cli import main
 
 
 def _teach(tiny_cross_encoder: Path, train: Path, out: Path, *extra: str):
-    # 12 queries x 4 products in batches of 8 pairs: 6 steps per epoch
-    args = ["teacher", "--train", str(train), "--out", str(out), "--backbone", str(tiny_cross_encoder),
-            "--batch-size", "8", "--max-length", "32", "--lr", "1e-3", *extra]
+    # 12 queries x 4 products in batches of 8 pairs: 6 steps per epoch (judged lists only, unless
+    # ``extra`` gives --negatives: the last value of an option wins)
+    args = [
+        "teacher",
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        "--backbone",
+        str(tiny_cross_encoder),
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--lr",
+        "1e-3",
+        "--negatives",
+        "0",
+        *extra,
+    ]
     return CliRunner().invoke(main, args)
 
 
@@ -43,8 +60,14 @@ def test_teacher_writes_a_standard_hf_folder_and_metrics(tmp_path, tiny_cross_en
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.config.num_labels == 1
     with torch.no_grad():
-        logits = model(**tokenizer(["red cordless drill"] * 2, ["Red 18V Cordless Drill Kit", "Door Hinge"],
-                                   return_tensors="pt", padding=True)).logits
+        logits = model(
+            **tokenizer(
+                ["red cordless drill"] * 2,
+                ["Red 18V Cordless Drill Kit", "Door Hinge"],
+                return_tensors="pt",
+                padding=True,
+            )
+        ).logits
     assert logits.shape == (2, 1)
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -61,8 +84,7 @@ def test_teacher_writes_a_standard_hf_folder_and_metrics(tmp_path, tiny_cross_en
     assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no weight"
 
 
-def test_interrupted_teacher_resumes_from_its_checkpoint(tmp_path, tiny_cross_encoder, tiny_judged_csv,
-                                                         monkeypatch):
+def test_interrupted_teacher_resumes_from_its_checkpoint(tmp_path, tiny_cross_encoder, tiny_judged_csv, monkeypatch):
     reference = tmp_path / "reference"
     assert _teach(tiny_cross_encoder, tiny_judged_csv, reference, "--checkpoint-every", "2").exit_code == 0
 
@@ -121,10 +143,12 @@ def test_joined_teacher_loss_is_the_sum_of_its_parts():
 
 @pytest.mark.parametrize("problem", ["backbone", "gain offset", "label map", "column"])
 def test_bad_options_leave_no_output_behind(problem, tmp_path, tiny_cross_encoder, tiny_judged_csv):
-    extra = {"backbone": ["--backbone", str(tmp_path / "no-such-model")],
-             "gain offset": ["--gain-offset", "low"],
-             "label map": ["--label-map", "E"],
-             "column": ["--column", "query=no_such_column"]}[problem]
+    extra = {
+        "backbone": ["--backbone", str(tmp_path / "no-such-model")],
+        "gain offset": ["--gain-offset", "low"],
+        "label map": ["--label-map", "E"],
+        "column": ["--column", "query=no_such_column"],
+    }[problem]
     out = tmp_path / "teacher"
     result = _teach(tiny_cross_encoder, tiny_judged_csv, out, *extra)
     assert result.exit_code == 2, result.output
@@ -141,15 +165,65 @@ def test_too_little_data_for_one_step_is_refused(tmp_path, tiny_cross_encoder):
     assert not (tmp_path / "teacher").exists() and not (tmp_path / "teacher.partial").exists()
 
 
+def test_catalog_negatives_join_each_list_as_its_lowest_grade(tmp_path, tiny_cross_encoder, tiny_judged_csv):
+    out = tmp_path / "teacher"
+    result = _teach(tiny_cross_encoder, tiny_judged_csv, out, "--negatives", "3")
+    assert result.exit_code == 0, result.output
+    assert (
+        "negatives: 36 unjudged catalog products added to 12 queries (up to 2 BM25 near misses and 1 random each, gain 0)"
+        in result.stderr
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["pairs"] == 48 + 36  # 12 queries of 4 + 3 pairs, one query per batch of 8
+    assert json.loads((out / "edgerank_teacher.json").read_text())["negatives"] == 3
+
+
+def test_negatives_take_the_lowest_gain_of_the_label_scale(tiny_judged_csv):
+    from edgerank.data import group_queries, read_table
+    from edgerank.train.loop import LoopConfig
+
+    df, _ = read_table(tiny_judged_csv)
+    for offset, lowest in (("auto", 0.0), (0.0, 1.0)):  # relevance 1..3: gain 0, or 1 with --gain-offset 0
+        config = teacher_module.TeacherConfig(
+            train="t", out="o", negatives=2, gain_offset=offset, loop=LoopConfig(seed=1)
+        )
+        groups = group_queries(df, offset)
+        extended = teacher_module.add_negatives(groups, df, config, log=lambda m: None)
+        for g, e in zip(groups, extended):
+            assert e.texts[:4] == g.texts and len(e.texts) == 6 and not set(e.texts[4:]) & set(g.texts)
+            assert list(e.labels[4:]) == [lowest, lowest] and min(e.labels) == lowest
+    assert teacher_module.TeacherConfig(train="t", out="o").negatives == teacher_module.DEFAULT_NEGATIVES == 8
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_train_and_write_the_model(tmp_path, tiny_cross_encoder, tiny_judged_csv):
     # torchrun, not `accelerate launch --cpu --num_processes 2`: on CPU the latter starts ONE process
     # unless mpirun is set up, and would prove nothing about DDP.
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           edgerank_script(), "teacher", "--train", str(tiny_judged_csv), "--out", str(out),
-           "--backbone", str(tiny_cross_encoder), "--batch-size", "8", "--max-length", "32",
-           "--checkpoint-every", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        edgerank_script(),
+        "teacher",
+        "--train",
+        str(tiny_judged_csv),
+        "--out",
+        str(out),
+        "--backbone",
+        str(tiny_cross_encoder),
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--checkpoint-every",
+        "2",
+        "--negatives",
+        "0",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -170,12 +244,30 @@ def test_packaged_backbone_teacher_on_real_home_depot_slice(tmp_path, shared_dat
     home_depot_slice(shared_data, tmp_path)
 
     out = tmp_path / "teacher"
-    result = CliRunner().invoke(main, ["teacher", "--train", str(tmp_path / "train.csv"), "--dev",
-                                       str(tmp_path / "dev.csv"), "--out", str(out), "--batch-size", "8",
-                                       "--max-length", "32", "--epochs", "1", "--lr", "5e-5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "teacher",
+            "--train",
+            str(tmp_path / "train.csv"),
+            "--dev",
+            str(tmp_path / "dev.csv"),
+            "--out",
+            str(out),
+            "--batch-size",
+            "8",
+            "--max-length",
+            "32",
+            "--epochs",
+            "1",
+            "--lr",
+            "5e-5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 24 <= metrics["train"]["steps"] <= 60  # 292 pairs in batches of whole queries, <= 8 pairs
+    # 292 judged pairs and 8 catalog negatives per query: every list is over 8 pairs, so a batch of its own
+    assert metrics["train"]["steps"] == 40 and metrics["train"]["pairs"] == 292 + 40 * 8
     report = metrics["dev"]
     assert report["model"]["queries"] == report["bm25"]["queries"] == 30
     assert report["score_std"] > 1e-2 and not any("same score" in w for w in report["warnings"])
@@ -194,8 +286,17 @@ def test_every_epoch_of_a_multi_epoch_run_has_its_steps(tmp_path):
     from edgerank.train.loop import LoopConfig, query_batches, train
 
     sizes = [1, 16, 9, 3, 15, 7, 2, 11, 5, 14, 8, 13] * 2
-    groups = [QueryGroup(query_id=str(i), query="q", product_ids=tuple(map(str, range(n))), texts=("t",) * n,
-                         labels=np.zeros(n), rows=np.arange(n)) for i, n in enumerate(sizes)]
+    groups = [
+        QueryGroup(
+            query_id=str(i),
+            query="q",
+            product_ids=tuple(map(str, range(n))),
+            texts=("t",) * n,
+            labels=np.zeros(n),
+            rows=np.arange(n),
+        )
+        for i, n in enumerate(sizes)
+    ]
     counts = [len(query_batches(groups, 32, seed)) for seed in range(3)]
     assert counts[0] > min(counts[1:]), counts  # the case that failed
     model = torch.nn.Linear(1, 1)

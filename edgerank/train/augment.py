@@ -67,7 +67,9 @@ def augment_queries(df: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
     picks, new_queries, new_ids = [], [], []  # one frame built at the end: a copy per query took minutes
     for qid, idx in df.groupby("query_id", sort=False).indices.items():
         query = str(queries[idx[0]])
-        title_words = [w for t in texts[idx] for w in _WORD.findall(str(t).lower()) if len(w) > 1 and w not in _FUNCTION_WORDS]
+        title_words = [
+            w for t in texts[idx] for w in _WORD.findall(str(t).lower()) if len(w) > 1 and w not in _FUNCTION_WORDS
+        ]
         seen = {query}
         for _ in range(copies):
             new = perturb(query, title_words, rng)
@@ -83,5 +85,5 @@ def augment_queries(df: pd.DataFrame, copies: int, seed: int) -> pd.DataFrame:
     out = pd.concat([df, extra], ignore_index=True)
     if "relevance" in df.columns:
         out["relevance"] = out["relevance"].astype(float)
-        out.loc[len(df):, "relevance"] = np.nan  # the raters judged the original query, not the copy
+        out.loc[len(df) :, "relevance"] = np.nan  # the raters judged the original query, not the copy
     return out

@@ -13,9 +13,9 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -61,9 +61,17 @@ def query_batches(groups: Sequence[QueryGroup], batch_size: int, seed: int) -> l
 StepFn = Callable[[torch.nn.Module, list[QueryGroup]], torch.Tensor]
 
 
-def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn, config: LoopConfig,
-          work_dir: Path, accelerator, extra_params: Sequence[torch.nn.Parameter] = (),
-          desc: str = "train", run_config: dict | None = None) -> dict:
+def train(
+    model: torch.nn.Module,
+    groups: Sequence[QueryGroup],
+    step_fn: StepFn,
+    config: LoopConfig,
+    work_dir: Path,
+    accelerator,
+    extra_params: Sequence[torch.nn.Parameter] = (),
+    desc: str = "train",
+    run_config: dict | None = None,
+) -> dict:
     """Train ``model`` in place; returns {"steps", "pairs", "seconds", "pairs_per_s", "last_loss"}.
 
     ``work_dir`` holds the resumable checkpoint; a run started again with the same arguments picks
@@ -82,8 +90,10 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     steps_per_epoch = min(len(batches) for batches in per_epoch) // world
     total = int(steps_per_epoch * config.epochs)
     if total < 1:
-        raise DataError(f"too little training data: {len(groups)} queries make no full batch per process "
-                        f"({world} process(es), {config.epochs} epoch(s))")
+        raise DataError(
+            f"too little training data: {len(groups)} queries make no full batch per process "
+            f"({world} process(es), {config.epochs} epoch(s))"
+        )
 
     params = list(model.parameters()) + list(extra_params)
     no_decay = lambda n: "bias" in n or "LayerNorm" in n or "layer_norm" in n  # noqa: E731
@@ -129,8 +139,14 @@ def train(model: torch.nn.Module, groups: Sequence[QueryGroup], step_fn: StepFn,
     bar.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
-    return {"steps": total, "resumed_from": done, "pairs": pairs, "seconds": round(seconds, 1),
-            "pairs_per_s": round(pairs / max(seconds, 1e-9), 1), "last_loss": last_loss}
+    return {
+        "steps": total,
+        "resumed_from": done,
+        "pairs": pairs,
+        "seconds": round(seconds, 1),
+        "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
+        "last_loss": last_loss,
+    }
 
 
 def check_resume(ckpt: Path, run_config: dict | None, work_dir: Path) -> None:
@@ -139,8 +155,10 @@ def check_resume(ckpt: Path, run_config: dict | None, work_dir: Path) -> None:
         return
     saved_file = ckpt / RUN_CONFIG
     if not saved_file.is_file():
-        raise ResumeError(f"{ckpt}: this checkpoint does not record the arguments it was made with, so resuming "
-                          f"it could mix two trainings; delete {work_dir} to start over")
+        raise ResumeError(
+            f"{ckpt}: this checkpoint does not record the arguments it was made with, so resuming "
+            f"it could mix two trainings; delete {work_dir} to start over"
+        )
     try:
         saved = json.loads(saved_file.read_text())
     except ValueError:
@@ -148,8 +166,10 @@ def check_resume(ckpt: Path, run_config: dict | None, work_dir: Path) -> None:
     diffs = _differences(saved, _plain(run_config))
     if diffs:
         shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
-        raise ResumeError(f"{ckpt}: checkpoint was made with other arguments ({shown}); run the same command "
-                          f"to resume, or delete {work_dir} to start over")
+        raise ResumeError(
+            f"{ckpt}: checkpoint was made with other arguments ({shown}); run the same command "
+            f"to resume, or delete {work_dir} to start over"
+        )
 
 
 def _plain(config: dict) -> dict:
@@ -168,7 +188,7 @@ def _differences(saved, new, prefix: str = "") -> list[str]:
 
 def _short(value, width: int = 48) -> str:
     text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def resume_key(config, ignore: Sequence[str] = ()) -> dict:

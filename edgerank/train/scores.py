@@ -27,8 +27,13 @@ def teacher_hash(folder: str | os.PathLike) -> str:
     """sha256 over the files that decide the teacher's scores (weights, config, tokenizer)."""
     folder = Path(folder)
     h = hashlib.sha256()
-    names = sorted(p.name for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".json"}
-                   and p.name not in {"metrics.json"} and not p.name.startswith("edgerank_"))
+    names = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.suffix in {".safetensors", ".bin", ".json"}
+        and p.name not in {"metrics.json"}
+        and not p.name.startswith("edgerank_")
+    )
     for name in names:
         h.update(name.encode())
         with open(folder / name, "rb") as f:
@@ -41,7 +46,11 @@ def read_score_file(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such score file")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"query_id": str, "product_id": str})
+    df = (
+        pd.read_parquet(path)
+        if path.suffix == ".parquet"
+        else pd.read_csv(path, dtype={"query_id": str, "product_id": str})
+    )
     for col in ("query_id", "product_id", "score"):
         if col not in df.columns:
             raise DataError(f"{path}: missing column '{col}' in score file (need query_id, product_id, score)")
@@ -59,14 +68,24 @@ def lookup(scores: pd.DataFrame, pairs: pd.DataFrame, source: str) -> np.ndarray
     missing = merged["score"].isna()
     if missing.any():
         first = merged[missing].iloc[0]
-        raise DataError(f"{source}: no teacher score for {int(missing.sum())} of {len(pairs)} pair(s), e.g. "
-                        f"query_id={first.query_id!r} product_id={first.product_id!r}")
+        raise DataError(
+            f"{source}: no teacher score for {int(missing.sum())} of {len(pairs)} pair(s), e.g. "
+            f"query_id={first.query_id!r} product_id={first.product_id!r}"
+        )
     return merged["score"].to_numpy(dtype=np.float32)
 
 
-def teacher_scores(pairs: pd.DataFrame, *, teacher_dir: str | os.PathLike | None = None, model=None,
-                   tokenizer=None, score_file: str | os.PathLike | None = None, max_length: int = 128,
-                   cache_dir: str | os.PathLike | None = None, log=print) -> np.ndarray:
+def teacher_scores(
+    pairs: pd.DataFrame,
+    *,
+    teacher_dir: str | os.PathLike | None = None,
+    model=None,
+    tokenizer=None,
+    score_file: str | os.PathLike | None = None,
+    max_length: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+    log=print,
+) -> np.ndarray:
     """Teacher scores for ``pairs`` (columns query_id, query, product_id, text), in row order.
 
     With ``score_file`` the scores come from that file only. Otherwise the teacher's cache is read,
@@ -81,8 +100,14 @@ def teacher_scores(pairs: pd.DataFrame, *, teacher_dir: str | os.PathLike | None
     if todo.any():
         log(f"teacher: scoring {int(todo.sum())} pair(s) not in the cache {cache}")
         new = pairs.loc[todo, ["query_id", "product_id"]].copy()
-        new["score"] = score_pairs(model, tokenizer, pairs.loc[todo, "query"].tolist(),
-                                   pairs.loc[todo, "text"].tolist(), max_length=max_length, progress=True)
+        new["score"] = score_pairs(
+            model,
+            tokenizer,
+            pairs.loc[todo, "query"].tolist(),
+            pairs.loc[todo, "text"].tolist(),
+            max_length=max_length,
+            progress=True,
+        )
         known = pd.concat([known, new], ignore_index=True) if len(known) else new
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache, known.to_parquet(index=False))

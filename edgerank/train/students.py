@@ -45,8 +45,10 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     encoder = getattr(model.base_model, "encoder", None)
     layers = getattr(encoder, "layer", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ModelError(f"layer selection needs a BERT-like encoder with encoder.layer; "
-                         f"{model.config.model_type} has none: pass --student DIR instead")
+        raise ModelError(
+            f"layer selection needs a BERT-like encoder with encoder.layer; "
+            f"{model.config.model_type} has none: pass --student DIR instead"
+        )
     return layers
 
 
@@ -73,8 +75,10 @@ def subclone(teacher: nn.Module, layers: list[int], hidden_size: int) -> nn.Modu
     """
     cfg = teacher.config
     if cfg.model_type != "bert":
-        raise ModelError(f"narrower students are built from BERT teachers; this one is {cfg.model_type}: "
-                         "pass --student DIR with a small model instead")
+        raise ModelError(
+            f"narrower students are built from BERT teachers; this one is {cfg.model_type}: "
+            "pass --student DIR with a small model instead"
+        )
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     if hidden_size >= cfg.hidden_size or hidden_size % head_dim:
         raise ModelError(f"--hidden-size must be a multiple of {head_dim} below the teacher's {cfg.hidden_size}")
@@ -82,8 +86,14 @@ def subclone(teacher: nn.Module, layers: list[int], hidden_size: int) -> nn.Modu
 
     new_cfg = copy.deepcopy(cfg)
     ratio = hidden_size / cfg.hidden_size
-    new_cfg.update({"hidden_size": hidden_size, "num_attention_heads": hidden_size // head_dim,
-                    "intermediate_size": int(cfg.intermediate_size * ratio), "num_hidden_layers": len(layers)})
+    new_cfg.update(
+        {
+            "hidden_size": hidden_size,
+            "num_attention_heads": hidden_size // head_dim,
+            "intermediate_size": int(cfg.intermediate_size * ratio),
+            "num_hidden_layers": len(layers),
+        }
+    )
     student = AutoModelForSequenceClassification.from_config(new_cfg, dtype=torch.float32)
     source = select_layers(teacher, layers).state_dict()
     with torch.no_grad():
@@ -98,8 +108,10 @@ def check_not_larger(student: nn.Module, teacher: nn.Module) -> None:
 
     s, t = count_parameters(student), count_parameters(teacher)
     if s > t:
-        raise ModelError(f"the student ({s / 1e6:.1f}M parameters) is larger than the teacher ({t / 1e6:.1f}M): "
-                         "distillation should shrink the ranker")
+        raise ModelError(
+            f"the student ({s / 1e6:.1f}M parameters) is larger than the teacher ({t / 1e6:.1f}M): "
+            "distillation should shrink the ranker"
+        )
 
 
 def matched_teacher_states(student_layers: int, teacher_layers: int) -> list[int]:
