@@ -27,11 +27,12 @@ DEMO_TEACHER_ARGS ?= --epochs 3 --batch-size 16 --lr 1e-4
 # the same nDCG@10 and a student further from the teacher's order: Kendall tau 0.71 vs 0.74).
 DEMO_DISTILL_ARGS ?= --layers 2 --epochs 2 --batch-size 16 --lr 2e-4
 
-.PHONY: help setup test demo demo-teacher demo-eval demo-distill demo-export demo-bench clean-demo
+.PHONY: help setup test lint demo demo-teacher demo-eval demo-distill demo-export demo-bench clean-demo
 
 help:
 	@echo "make demo   set up .venv, then run the demo on the sample shop (outputs in $(DEMO)/)"
 	@echo "make test   set up .venv, then run the test suite"
+	@echo "make lint   ruff check and ruff format --check"
 	@echo "make setup  only create/update .venv (torch $(shell sed -n 's/^torch==//p' $(CONSTRAINTS)) first, then edgerank[train,test])"
 	@echo "demo steps: demo-teacher, demo-eval, demo-distill, demo-export, demo-bench   clean-demo removes $(DEMO)/"
 
@@ -49,6 +50,11 @@ test: setup
 	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5): treated as a failure" >&2; fi; \
 	exit $$rc
+
+# ruff: lint and format, as CI checks them (`ruff format .` fixes the format)
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The demo is a chain of named steps: teacher -> eval -> distill -> export (INT8) -> bench.
 demo: demo-teacher demo-eval demo-distill demo-export demo-bench

@@ -177,8 +177,10 @@ def _parse_manifest(path: Path, data: bytes) -> dict[str, Any]:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ArtifactError(f"{path / MANIFEST}: no valid schema_version (got {_show(version)})")
     if version > SCHEMA_VERSION:
-        raise ArtifactError(f"{path}: artifact schema {version} is newer than this edgerank supports "
-                            f"({SCHEMA_VERSION}); upgrade edgerank to load it")
+        raise ArtifactError(
+            f"{path}: artifact schema {version} is newer than this edgerank supports "
+            f"({SCHEMA_VERSION}); upgrade edgerank to load it"
+        )
     return manifest
 
 
@@ -187,14 +189,17 @@ def _check_manifest_digest(path: Path, digest: str) -> None:
     writes for these manifest bytes: compared whole, so a flipped bit anywhere in it is refused too."""
     real = confined_path(path, MANIFEST_DIGEST)
     if real is None:
-        raise ArtifactError(f"{path}: no {MANIFEST_DIGEST}, so the manifest itself is unverified (an artifact "
-                            "from an older edgerank); export it again")
+        raise ArtifactError(
+            f"{path}: no {MANIFEST_DIGEST}, so the manifest itself is unverified (an artifact "
+            "from an older edgerank); export it again"
+        )
     text = _read_regular(real, 4096)
     if text == _digest_line(digest):
         return
     if _SHA256.fullmatch(text[:64].decode("ascii", errors="replace")) and text[64:] == _digest_line(digest)[64:]:
-        raise ArtifactError(f"{path}: {MANIFEST} does not match {MANIFEST_DIGEST}: the manifest is corrupt "
-                            "or was modified")
+        raise ArtifactError(
+            f"{path}: {MANIFEST} does not match {MANIFEST_DIGEST}: the manifest is corrupt or was modified"
+        )
     raise ArtifactError(f"{path}: {MANIFEST_DIGEST} is corrupt (expected one line '<sha256>  {MANIFEST}')")
 
 
@@ -276,8 +281,10 @@ class _Fields:
     def towers(self, t: dict, kind: str, limit: int) -> None:
         self.integer(t, "dim", "towers", 1, 1 << 16)
         if t.get("interaction") != INTERACTIONS[kind]:
-            self.fail("towers.interaction", f"must be {INTERACTIONS[kind]!r} for a {kind} artifact, "
-                                            f"got {_show(t.get('interaction'))}")
+            self.fail(
+                "towers.interaction",
+                f"must be {INTERACTIONS[kind]!r} for a {kind} artifact, got {_show(t.get('interaction'))}",
+            )
         self.number(t, "scale", "towers")
         self.number(t, "bias", "towers")
         for key in ("query_max_length", "product_max_length"):
@@ -388,9 +395,14 @@ def _sha256_regular(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISLNK, "a symbolic link")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
         if test(mode):
             return name
     return "not a file"
@@ -398,7 +410,7 @@ def _file_type(mode: int) -> str:
 
 def _show(value: Any, width: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _first_line(error: BaseException) -> str:

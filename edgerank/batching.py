@@ -23,4 +23,4 @@ def length_batches(lengths: np.ndarray, max_batch_size: int) -> Iterator[np.ndar
     """
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), max_batch_size):
-        yield order[start:start + max_batch_size]
+        yield order[start : start + max_batch_size]

@@ -19,9 +19,9 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -106,13 +106,13 @@ def _load_raw(path: Path) -> pd.DataFrame:
     kind = suffixes[-1] if suffixes else ""
     if kind in {".csv", ".tsv"}:
         try:
-            return pd.read_csv(io.StringIO(text), sep="\t" if kind == ".tsv" else ",", dtype=str,
-                               keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), sep="\t" if kind == ".tsv" else ",", dtype=str, keep_default_na=False)
         except pd.errors.ParserError as e:
             ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
             if ragged:  # pandas counts the header as line 1; our rows start after it
-                raise DataError(f"{path}: row {int(ragged[2]) - 1}: expected {ragged[1]} fields, "
-                                f"saw {ragged[3]}") from None
+                raise DataError(
+                    f"{path}: row {int(ragged[2]) - 1}: expected {ragged[1]} fields, saw {ragged[3]}"
+                ) from None
             raise DataError(f"{path}: not valid CSV ({' '.join(str(e).split())})") from None
     if kind in {".jsonl", ".json", ".ndjson"}:
         records = []
@@ -145,8 +145,11 @@ def _parse_labels(path: Path, values: pd.Series, label_map: Mapping[str, float] 
         try:
             x = float(v)
         except (TypeError, ValueError):
-            hint = f" (no mapping for label '{v}'; pass --label-map)" if label_map is not None or \
-                not str(v).strip().lstrip("-").replace(".", "", 1).isdigit() else ""
+            hint = (
+                f" (no mapping for label '{v}'; pass --label-map)"
+                if label_map is not None or not str(v).strip().lstrip("-").replace(".", "", 1).isdigit()
+                else ""
+            )
             raise DataError(f"{path}: row {i + 1}: field 'relevance': not a number: {v!r}{hint}") from None
         if math.isnan(x) or math.isinf(x):
             raise DataError(f"{path}: row {i + 1}: field 'relevance': missing or not finite ({v!r})")
@@ -223,8 +226,9 @@ def _check_mapped(path: Path, df: pd.DataFrame, columns: Mapping[str, str] | Non
     """A --column naming nothing in the file is a typo, not a wish to fall back on the aliases."""
     for canon, name in (columns or {}).items():
         if name not in df.columns:
-            raise DataError(f"{path}: --column {canon}={name}: no column '{name}' "
-                            f"(found: {', '.join(map(str, df.columns))})")
+            raise DataError(
+                f"{path}: --column {canon}={name}: no column '{name}' (found: {', '.join(map(str, df.columns))})"
+            )
 
 
 def _join_products(path: Path, df: pd.DataFrame, products: Path) -> pd.DataFrame:
@@ -263,11 +267,13 @@ def read_catalog(path: str | Path, *, columns: Mapping[str, str] | None = None) 
     for col in ("product_id", "product_title"):
         if col not in df.columns:
             raise DataError(f"{path}: missing column '{col}' (found: {', '.join(map(str, df.columns))})")
-    out = pd.DataFrame({
-        "product_id": _to_text(df["product_id"]),
-        "product_title": _to_text(df["product_title"]),
-        "product_description": _to_text(df["product_description"]) if "product_description" in df else "",
-    })
+    out = pd.DataFrame(
+        {
+            "product_id": _to_text(df["product_id"]),
+            "product_title": _to_text(df["product_title"]),
+            "product_description": _to_text(df["product_description"]) if "product_description" in df else "",
+        }
+    )
     bad = (out["product_id"] == "") | (out["product_title"] == "")
     report.skip("empty product id or title", int(bad.sum()))
     out = out[~bad]
@@ -286,8 +292,9 @@ def table_catalog(df: pd.DataFrame) -> Catalog:
     from when no products file is given: a split's products are what its queries could be shown."""
     rows = np.flatnonzero(~df["product_id"].duplicated(keep="first").to_numpy())  # positions, as QueryGroup.rows
     first = df.iloc[rows]
-    return Catalog(product_ids=tuple(map(str, first["product_id"])), texts=tuple(product_texts(first)),
-                   rows=rows.astype(np.int64))
+    return Catalog(
+        product_ids=tuple(map(str, first["product_id"])), texts=tuple(product_texts(first)), rows=rows.astype(np.int64)
+    )
 
 
 def file_catalog(path: str | Path, *, columns: Mapping[str, str] | None = None) -> Catalog:
@@ -315,14 +322,16 @@ def group_queries(df: pd.DataFrame, offset: float | str = "auto") -> list[QueryG
     queries, product_ids = df["query"].to_numpy(dtype=object), df["product_id"].to_numpy(dtype=object)
     groups = []
     for qid, idx in df.groupby("query_id", sort=False).indices.items():
-        groups.append(QueryGroup(
-            query_id=str(qid),
-            query=str(queries[idx[0]]),
-            product_ids=tuple(product_ids[idx]),
-            texts=tuple(texts[idx]),
-            labels=gains[idx] if gains is not None else None,
-            rows=np.asarray(idx),
-        ))
+        groups.append(
+            QueryGroup(
+                query_id=str(qid),
+                query=str(queries[idx[0]]),
+                product_ids=tuple(product_ids[idx]),
+                texts=tuple(texts[idx]),
+                labels=gains[idx] if gains is not None else None,
+                rows=np.asarray(idx),
+            )
+        )
     return groups
 
 

@@ -17,8 +17,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 #: temporary folders this process is filling now (by name): its own pid alone does not tell them
 #: from those of an earlier, dead process that had the same pid
@@ -94,7 +95,7 @@ def _leftovers(target: Path) -> tuple[dict[tuple[int, str], Path], dict[tuple[in
         for kind in found:
             prefix = f".{target.name}.{kind}-"
             if entry.name.startswith(prefix):
-                pid, _, suffix = entry.name[len(prefix):].partition("-")
+                pid, _, suffix = entry.name[len(prefix) :].partition("-")
                 if not pid.isdigit() or (kind == "tmp" and not suffix):  # not made by atomic_dir
                     continue
                 if not _alive(int(pid), f".{target.name}.tmp-{pid}-{suffix}"):

@@ -51,8 +51,10 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "homedepot"
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
-TOWERS = {"small": "MiniLM-L6 layers [1, 4] (pretrained, not distilled) + random projection to 128, fp32",
-          "tiny": "random BERT (default init), 2 layers, hidden 128, 2 heads, + projection to 128, fp32"}
+TOWERS = {
+    "small": "MiniLM-L6 layers [1, 4] (pretrained, not distilled) + random projection to 128, fp32",
+    "tiny": "random BERT (default init), 2 layers, hidden 128, 2 heads, + projection to 128, fp32",
+}
 
 
 def catalog_of(paths: list[Path]) -> list[dict]:
@@ -94,8 +96,18 @@ def make_tower(out: Path, size: str) -> Path:
         encoder.encoder.layer = torch.nn.ModuleList(encoder.encoder.layer[i] for i in layers)
         encoder.config.num_hidden_layers = len(layers)
     else:
-        encoder, layers = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2,
-                                               num_attention_heads=2, intermediate_size=512)), None
+        encoder, layers = (
+            BertModel(
+                BertConfig(
+                    vocab_size=tokenizer.vocab_size,
+                    hidden_size=128,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    intermediate_size=512,
+                )
+            ),
+            None,
+        )
     spec = TowerSpec(kind="late-interaction", dim=128, query_max_length=32, product_max_length=64, layers=layers)
     student = out.with_name(out.name + "-student")
     student.mkdir(parents=True, exist_ok=True)
@@ -116,9 +128,16 @@ def index_catalog(artifact: Path, products: list[dict], out: Path, dtype: str, t
     seconds = time.perf_counter() - started
     size = load_index(out, art, verify=False).describe()["bytes"]
     per_10k = 10_000 / len(products)
-    return {"path": str(out), "dtype": dtype, "products": len(products), "build_s": seconds, "bytes": size,
-            "build_s_per_10k": seconds * per_10k, "mb_per_10k": size / 1e6 * per_10k,
-            "load_average": list(os.getloadavg())}
+    return {
+        "path": str(out),
+        "dtype": dtype,
+        "products": len(products),
+        "build_s": seconds,
+        "bytes": size,
+        "build_s_per_10k": seconds * per_10k,
+        "mb_per_10k": size / 1e6 * per_10k,
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def recall(found: list, reference: list) -> float:
@@ -132,19 +151,24 @@ def bench_search(ranker, queries: list[str], args) -> tuple[dict, list]:
     from edgerank.bench.timing import Latency, time_calls
 
     with threadpool_limits(args.threads, "blas"):
-        seconds, found = time_calls([(lambda q=q: ranker.search(q, 10, depth=args.depth)) for q in queries],
-                                    warmup=args.warmup, repeat=args.repeat)
+        seconds, found = time_calls(
+            [(lambda q=q: ranker.search(q, 10, depth=args.depth)) for q in queries],
+            warmup=args.warmup,
+            repeat=args.repeat,
+        )
     out = {**Latency.from_seconds(seconds, len(ranker.index)).__dict__, "depth": args.depth}
     with threadpool_limits(args.threads, "blas"):  # the query tower alone: what no index change can save
-        seconds, _ = time_calls([(lambda q=q: ranker._scorer.query(q)) for q in queries], warmup=args.warmup,
-                                repeat=args.repeat)
+        seconds, _ = time_calls(
+            [(lambda q=q: ranker._scorer.query(q)) for q in queries], warmup=args.warmup, repeat=args.repeat
+        )
     out["query_tower_p50_ms"] = float(np.median(seconds) * 1e3)
-    exhaustive = queries[:args.exhaustive_queries]
-    seconds, exact = time_calls([(lambda q=q: ranker.search(q, 10, depth=None)) for q in exhaustive], warmup=0,
-                                repeat=1)
+    exhaustive = queries[: args.exhaustive_queries]
+    seconds, exact = time_calls(
+        [(lambda q=q: ranker.search(q, 10, depth=None)) for q in exhaustive], warmup=0, repeat=1
+    )
     out["exhaustive_p50_ms"] = float(np.median(seconds) * 1e3)
-    out["recall@10_own"] = recall(found[:len(exact)], exact)
-    return out, exact, found[:len(exact)]
+    out["recall@10_own"] = recall(found[: len(exact)], exact)
+    return out, exact, found[: len(exact)]
 
 
 def bench_index(artifact: Path, index: Path, lists, judged, records, args) -> tuple[dict, list]:
@@ -173,8 +197,13 @@ def artifact_info(artifact: Path) -> dict:
     from edgerank.artifact import load_artifact
 
     art = load_artifact(artifact)
-    return {"path": str(artifact), "kind": art.kind, "precision": art.manifest["precision"],
-            "dim": art.manifest["towers"]["dim"], "bytes": sum(art.file(f).stat().st_size for f in art.manifest["files"])}
+    return {
+        "path": str(artifact),
+        "kind": art.kind,
+        "precision": art.manifest["precision"],
+        "dim": art.manifest["towers"]["dim"],
+        "bytes": sum(art.file(f).stat().st_size for f in art.manifest["files"]),
+    }
 
 
 def run_home_depot(artifact: Path, index_dir: Path, report: dict, args) -> None:
@@ -185,13 +214,19 @@ def run_home_depot(artifact: Path, index_dir: Path, report: dict, args) -> None:
 
     df, _ = read_table(args.data)
     groups = group_queries(df)
-    lists = [(g.query, product_records(df, g))
-             for g in build_candidates(df, sample_queries(groups, args.queries), [args.candidates])[args.candidates]]
+    lists = [
+        (g.query, product_records(df, g))
+        for g in build_candidates(df, sample_queries(groups, args.queries), [args.candidates])[args.candidates]
+    ]
     judged = evaluable(groups)
     records = {g.query_id: product_records(df, g) for g in judged}
     products = catalog_of(args.catalog or [DATA / "train.csv", DATA / "dev.csv"])
-    report.update(queries=len(lists), candidates=args.candidates, judged_queries=len(judged),
-                  bm25=evaluate(judged, BM25Baseline().score(judged)))
+    report.update(
+        queries=len(lists),
+        candidates=args.candidates,
+        judged_queries=len(judged),
+        bm25=evaluate(judged, BM25Baseline().score(judged)),
+    )
     exact = None
     for dtype in sorted(args.dtype, key=lambda d: d != "float32"):  # float32 first: the exact reference
         info = index_catalog(artifact, products, index_dir / f"hd-{dtype}.index", dtype, args.build_threads)
@@ -202,8 +237,9 @@ def run_home_depot(artifact: Path, index_dir: Path, report: dict, args) -> None:
             result["search"]["recall@10_exact"] = recall(result.pop("found"), exact)
         result.pop("found", None)
         if "teacher" in report:
-            result["gain_kept"] = gain_kept(result["quality"]["ndcg@10"], report["teacher"]["ndcg@10"],
-                                            report["bm25"]["ndcg@10"])
+            result["gain_kept"] = gain_kept(
+                result["quality"]["ndcg@10"], report["teacher"]["ndcg@10"], report["bm25"]["ndcg@10"]
+            )
         report["rows"].append({"catalog": f"Home Depot ({len(products)})", **result})
         print(json.dumps({dtype: {k: result[k] for k in ("rank", "search", "index")}}, indent=1), flush=True)
 
@@ -216,19 +252,27 @@ def run_synthetic(artifact: Path, index_dir: Path, report: dict, args) -> None:
 
     titles = pd.read_csv(DATA / "train.csv")["product_title"].dropna().tolist()
     products = synthetic_catalog(args.synthetic, titles)
-    queries = list(dict.fromkeys(pd.read_csv(args.data)["query"]))[:args.queries]
+    queries = list(dict.fromkeys(pd.read_csv(args.data)["query"]))[: args.queries]
     for dtype in args.dtype:
         built = reused(report, f"synthetic ({args.synthetic:,})", dtype, index_dir) if args.reuse_index else None
-        info = built or index_catalog(artifact, products, index_dir / f"synthetic-{dtype}.index", dtype,
-                                     args.build_threads)
+        info = built or index_catalog(
+            artifact, products, index_dir / f"synthetic-{dtype}.index", dtype, args.build_threads
+        )
         ranker = Ranker.load(artifact, threads=args.threads, index=index_dir / f"synthetic-{dtype}.index")
         search, _, _ = bench_search(ranker, queries, args)
-        row = {"catalog": f"synthetic ({args.synthetic:,})", "index": info, "search": search,
-               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        row = {
+            "catalog": f"synthetic ({args.synthetic:,})",
+            "index": info,
+            "search": search,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }
         if built:  # the build's figures (peak memory included) are those of the run that built it
             old = next(r for r in report["rows"] if r["catalog"] == row["catalog"] and r["index"]["dtype"] == dtype)
-            row.update(peak_rss_gb=old["peak_rss_gb"], search_peak_rss_gb=row["peak_rss_gb"],
-                       built_by=old.get("built_by", old["command"]))
+            row.update(
+                peak_rss_gb=old["peak_rss_gb"],
+                search_peak_rss_gb=row["peak_rss_gb"],
+                built_by=old.get("built_by", old["command"]),
+            )
         report["rows"].append(row)
         print(json.dumps(row, indent=1), flush=True)
 
@@ -247,20 +291,27 @@ def cell(value, fmt: str = ".1f") -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     commands = list(dict.fromkeys(r["command"] for r in report["rows"]))
-    lines = [f"# Catalog index — {report['date']}", "",
-             f"Libraries: onnxruntime {m['libraries'].get('onnxruntime')}, numpy {m['libraries'].get('numpy')}. "
-             "Each row's run (command, model, threads for towers and numpy) is listed below the table.", "",
-             "Ranking: dev queries x N candidates (judged + seeded fill-ins), states from the warm index. Search: "
-             "top 10 of the whole index (centroid stages, exact MaxSim over the best `depth`); recall@10 against "
-             "exhaustive MaxSim over the same index (own) and over float32 vectors (exact). Load: 1-minute load "
-             "average while the index was built (2 usable cores: above 1 means other work shared them, and every "
-             "timing of that run is pessimistic).", ""]
+    lines = [
+        f"# Catalog index — {report['date']}",
+        "",
+        f"Libraries: onnxruntime {m['libraries'].get('onnxruntime')}, numpy {m['libraries'].get('numpy')}. "
+        "Each row's run (command, model, threads for towers and numpy) is listed below the table.",
+        "",
+        "Ranking: dev queries x N candidates (judged + seeded fill-ins), states from the warm index. Search: "
+        "top 10 of the whole index (centroid stages, exact MaxSim over the best `depth`); recall@10 against "
+        "exhaustive MaxSim over the same index (own) and over float32 vectors (exact). Load: 1-minute load "
+        "average while the index was built (2 usable cores: above 1 means other work shared them, and every "
+        "timing of that run is pessimistic).",
+        "",
+    ]
     if "bm25" in report:
         teacher = f"teacher (torch) {report['teacher']['ndcg@10']:.4f}, " if "teacher" in report else ""
         lines += [f"nDCG@10 on the judged lists: {teacher}BM25 {report['bm25']['ndcg@10']:.4f}.", ""]
-    lines += ["| run | catalog | dtype | index MB / 10k | index s / 10k | load | rank N p50 / p95 ms | search p50 / p95 ms "
-              "| query tower p50 ms | recall@10 own | recall@10 exact | exhaustive p50 ms | nDCG@10 | machine |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| run | catalog | dtype | index MB / 10k | index s / 10k | load | rank N p50 / p95 ms | search p50 / p95 ms "
+        "| query tower p50 ms | recall@10 own | recall@10 exact | exhaustive p50 ms | nDCG@10 | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         machine = f"{r['machine']}, {r['cores']} cores"
         s, i = r["search"], r["index"]
@@ -270,7 +321,8 @@ def markdown(report: dict) -> str:
             f"| {i['load_average'][0]:.1f} | {rank} | {s['p50_ms']:.2f} / {s['p95_ms']:.2f} "
             f"| {cell(s.get('query_tower_p50_ms'), '.2f')} "
             f"| {cell(s.get('recall@10_own'), '.3f')} | {cell(s.get('recall@10_exact'), '.3f')} "
-            f"| {cell(s.get('exhaustive_p50_ms'))} | {cell(r.get('quality', {}).get('ndcg@10'), '.4f')} | {machine} |")
+            f"| {cell(s.get('exhaustive_p50_ms'))} | {cell(r.get('quality', {}).get('ndcg@10'), '.4f')} | {machine} |"
+        )
     lines.append("")
     for n, command in enumerate(commands, 1):
         row = next(r for r in report["rows"] if r["command"] == command)
@@ -278,18 +330,25 @@ def markdown(report: dict) -> str:
         lines.append(f"{n}. `{command}`{built} — {row['model']}; {row['threads']} thread(s)")
     synthetic = [r for r in report["rows"] if "peak_rss_gb" in r]
     for r in synthetic:
-        lines += ["", f"{r['catalog']}: {r['index']['products']:,} products, {r['index']['bytes'] / 1e9:.2f} GB index "
-                  f"({r['index']['dtype']}), built in {r['index']['build_s'] / 60:.1f} min, peak memory "
-                  f"{r['peak_rss_gb']:.1f} GiB (resident, memory-mapped pages included)"
-                  + (f"; searching it: {r['search_peak_rss_gb']:.1f} GiB." if "search_peak_rss_gb" in r else ".")]
+        lines += [
+            "",
+            f"{r['catalog']}: {r['index']['products']:,} products, {r['index']['bytes'] / 1e9:.2f} GB index "
+            f"({r['index']['dtype']}), built in {r['index']['build_s'] / 60:.1f} min, peak memory "
+            f"{r['peak_rss_gb']:.1f} GiB (resident, memory-mapped pages included)"
+            + (f"; searching it: {r['search_peak_rss_gb']:.1f} GiB." if "search_peak_rss_gb" in r else "."),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", type=Path, help="Late-interaction artifact (default: export --tower).")
-    parser.add_argument("--tower", choices=sorted(TOWERS), default="small", help="Untrained tower to export when "
-                                                                                    "no --artifact is given.")
+    parser.add_argument(
+        "--tower",
+        choices=sorted(TOWERS),
+        default="small",
+        help="Untrained tower to export when no --artifact is given.",
+    )
     parser.add_argument("--dtype", action="append", help="Index dtype to bench (repeatable; default float16).")
     parser.add_argument("--synthetic", type=int, help="Bench a synthetic catalog of this many products instead.")
     parser.add_argument("--catalog", action="append", type=Path, help="Products to index (default HD train + dev).")
@@ -304,8 +363,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--depth", type=int, default=128)
-    parser.add_argument("--reuse-index", action="store_true", help="--synthetic: search the index an earlier run "
-                                                                     "of this --name left in --index-dir.")
+    parser.add_argument(
+        "--reuse-index",
+        action="store_true",
+        help="--synthetic: search the index an earlier run of this --name left in --index-dir.",
+    )
     parser.add_argument("--index-dir", type=Path, help="Keep towers and indexes in this folder (default: temporary).")
     parser.add_argument("--name", default=time.strftime("%Y%m%d"), help="Results file: catalog-<name>.md")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="Where the results go (default bench/results).")
@@ -317,8 +379,13 @@ def main() -> None:
 
     from edgerank.bench.machine import describe_machine
 
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": describe_machine(), "threads": args.threads,
-              "command": "python scripts/bench_catalog.py " + " ".join(sys.argv[1:]), "rows": []}
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": describe_machine(),
+        "threads": args.threads,
+        "command": "python scripts/bench_catalog.py " + " ".join(sys.argv[1:]),
+        "rows": [],
+    }
     out_json = args.out_dir / f"catalog-{args.name}.json"
     if out_json.exists():  # one results page per name: rows of other catalogs or dtypes are kept
         report["rows"] = json.loads(out_json.read_text())["rows"]
@@ -329,8 +396,9 @@ def main() -> None:
 
         judged = evaluable(group_queries(read_table(args.data)[0]))
         teacher = load_cross_encoder(args.teacher, require_head=True)
-        report["teacher"] = evaluate(judged, score_groups(teacher, load_tokenizer(args.teacher), judged,
-                                                          max_length=args.max_length))
+        report["teacher"] = evaluate(
+            judged, score_groups(teacher, load_tokenizer(args.teacher), judged, max_length=args.max_length)
+        )
     with tempfile.TemporaryDirectory(prefix="edgerank-catalog-") as tmp, threadpool_limits(args.build_threads, "blas"):
         index_dir = args.index_dir or Path(tmp)
         artifact = args.artifact or make_tower(index_dir / f"tower-{args.tower}", args.tower)
@@ -340,11 +408,17 @@ def main() -> None:
         (run_synthetic if args.synthetic else run_home_depot)(artifact, index_dir, report, args)
         new = report["rows"][rows_before:]
         for r in new:
-            r.update(command=report["command"], model=report["model"], machine=report["machine"]["cpu"],
-                     cores=report["machine"]["usable_cores"], threads=args.threads)
+            r.update(
+                command=report["command"],
+                model=report["model"],
+                machine=report["machine"]["cpu"],
+                cores=report["machine"]["usable_cores"],
+                threads=args.threads,
+            )
         replaced = {(r["catalog"], r["index"]["dtype"]) for r in new}
-        report["rows"] = [r for r in report["rows"][:rows_before]
-                          if (r["catalog"], r["index"]["dtype"]) not in replaced] + new
+        report["rows"] = [
+            r for r in report["rows"][:rows_before] if (r["catalog"], r["index"]["dtype"]) not in replaced
+        ] + new
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     (args.out_dir / f"catalog-{args.name}.md").write_text(markdown(report))

@@ -36,8 +36,10 @@ def candidates(data: Path, n: int) -> tuple[str, list[dict]]:
         if r["product_id"] not in seen:
             seen.add(r["product_id"])
             chosen.append(r)
-    return query, [{"id": r["product_id"], "title": r["product_title"], "description": r["product_description"]}
-                   for r in chosen[:n]]
+    return query, [
+        {"id": r["product_id"], "title": r["product_title"], "description": r["product_description"]}
+        for r in chosen[:n]
+    ]
 
 
 def child(artifact: str, threads: int | None, query: str, products: list[dict]) -> dict:
@@ -56,14 +58,20 @@ def child(artifact: str, threads: int | None, query: str, products: list[dict]) 
         s = time.perf_counter()
         ranker.rank(query, products)
         warm.append(time.perf_counter() - s)
-    return {"import_ms": (t1 - t0) * 1e3, "load_ms": (t2 - t1) * 1e3, "first_rank_ms": (t3 - t2) * 1e3,
-            "cold_start_ms": (t3 - t1) * 1e3, "cold_start_with_import_ms": (t3 - t0) * 1e3,
-            # CPU seconds of this process (all its threads): on a shared, loaded machine wall time
-            # stretches with the load, CPU time much less so
-            "import_cpu_ms": (c1 - c0) * 1e3, "cold_start_cpu_ms": (c3 - c1) * 1e3,
-            "warm_p50_ms": statistics.median(warm) * 1e3,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "heavy_modules": sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "pandas"})}
+    return {
+        "import_ms": (t1 - t0) * 1e3,
+        "load_ms": (t2 - t1) * 1e3,
+        "first_rank_ms": (t3 - t2) * 1e3,
+        "cold_start_ms": (t3 - t1) * 1e3,
+        "cold_start_with_import_ms": (t3 - t0) * 1e3,
+        # CPU seconds of this process (all its threads): on a shared, loaded machine wall time
+        # stretches with the load, CPU time much less so
+        "import_cpu_ms": (c1 - c0) * 1e3,
+        "cold_start_cpu_ms": (c3 - c1) * 1e3,
+        "warm_p50_ms": statistics.median(warm) * 1e3,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "heavy_modules": sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "pandas"}),
+    }
 
 
 def main() -> None:
@@ -81,12 +89,27 @@ def main() -> None:
         return
     query, products = candidates(args.data, args.candidates)
     spec = json.dumps({"query": query, "products": products})
-    cmd = [sys.executable, __file__, args.artifact, "--child", spec] + (["--threads", str(args.threads)] if args.threads else [])
-    runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) for _ in range(args.runs)]
+    cmd = [sys.executable, __file__, args.artifact, "--child", spec] + (
+        ["--threads", str(args.threads)] if args.threads else []
+    )
+    runs = [
+        json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) for _ in range(args.runs)
+    ]
     summary = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0] if k != "heavy_modules"}
     summary["heavy_modules"] = runs[0]["heavy_modules"]
-    print(json.dumps({"artifact": args.artifact, "query": query, "candidates": len(products), "runs": args.runs,
-                      "threads": args.threads, "median": summary}, indent=2))
+    print(
+        json.dumps(
+            {
+                "artifact": args.artifact,
+                "query": query,
+                "candidates": len(products),
+                "runs": args.runs,
+                "threads": args.threads,
+                "median": summary,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

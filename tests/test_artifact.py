@@ -15,8 +15,9 @@ from edgerank.export import export_artifact
 @pytest.fixture(scope="module")
 def exported(tiny_cross_encoder, tmp_path_factory):
     """One real fp32 artifact of the tiny model; each test works on its own copy."""
-    return export_artifact(tiny_cross_encoder, tmp_path_factory.mktemp("exported") / "art", max_length=32,
-                           require_head=False)
+    return export_artifact(
+        tiny_cross_encoder, tmp_path_factory.mktemp("exported") / "art", max_length=32, require_head=False
+    )
 
 
 @pytest.fixture()

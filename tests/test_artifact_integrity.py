@@ -17,11 +17,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import *  # noqa: F401,F403  (rt_artifact, rt_ranker, artifact_copy)
 
 from edgerank.artifact import MANIFEST, MANIFEST_DIGEST, ArtifactError, load_artifact, write_manifest_and_checksums
 from edgerank.io import atomic_dir
 from edgerank.runtime import Ranker, RankerInputError
-from runtime_fixtures import *  # noqa: F401,F403  (rt_artifact, rt_ranker, artifact_copy)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -63,6 +63,7 @@ def _outcome(fn):
 
 # -- the manifest digest ----------------------------------------------------------------------------
 
+
 def test_manifest_digest_is_written_in_sha256sum_form(rt_artifact):
     data = (rt_artifact / MANIFEST).read_bytes()
     assert (rt_artifact / MANIFEST_DIGEST).read_text() == f"{hashlib.sha256(data).hexdigest()}  {MANIFEST}\n"
@@ -85,13 +86,32 @@ def test_changed_manifest_and_missing_digest_are_refused(artifact_copy):
 # -- the manifest schema ----------------------------------------------------------------------------
 
 BAD_FIELDS = [
-    ("tokenizer.max_length", 1e9), ("tokenizer.max_length", 10**9), ("tokenizer.max_length", "64"),
-    ("tokenizer.max_length", 2), ("tokenizer.max_length", True), ("tokenizer.truncation", "middle"),
-    ("tokenizer.pad_id", -1), ("tokenizer.file", None), ("tokenizer", "tokenizer.json"), ("kind", "ranker"),
-    ("graphs", []), ("graphs.model", None), ("graphs.model.file", 3), ("graphs.model.inputs", "input_ids"),
-    ("graphs.model.outputs", []), ("score", None), ("score.probability", None), ("score.probability.method", None),
-    ("score.probability.temperature", 0), ("score.probability.temperature", "1"), ("score.probability.bias", None),
-    ("files", []), ("files.model.onnx", "00"), ("files", {}), ("schema_version", "1"), ("schema_version", 0),
+    ("tokenizer.max_length", 1e9),
+    ("tokenizer.max_length", 10**9),
+    ("tokenizer.max_length", "64"),
+    ("tokenizer.max_length", 2),
+    ("tokenizer.max_length", True),
+    ("tokenizer.truncation", "middle"),
+    ("tokenizer.pad_id", -1),
+    ("tokenizer.file", None),
+    ("tokenizer", "tokenizer.json"),
+    ("kind", "ranker"),
+    ("graphs", []),
+    ("graphs.model", None),
+    ("graphs.model.file", 3),
+    ("graphs.model.inputs", "input_ids"),
+    ("graphs.model.outputs", []),
+    ("score", None),
+    ("score.probability", None),
+    ("score.probability.method", None),
+    ("score.probability.temperature", 0),
+    ("score.probability.temperature", "1"),
+    ("score.probability.bias", None),
+    ("files", []),
+    ("files.model.onnx", "00"),
+    ("files", {}),
+    ("schema_version", "1"),
+    ("schema_version", 0),
 ]
 
 
@@ -117,10 +137,26 @@ def test_malformed_manifest_field_is_an_artifact_error_naming_it(artifact_copy, 
 
 def test_any_value_in_any_field_the_runtime_reads_loads_or_is_an_artifact_error(artifact_copy):
     """Never AttributeError, KeyError, TypeError or ValueError from deep inside the runtime."""
-    fields = ["kind", "graphs", "graphs.model", "graphs.model.file", "graphs.model.inputs", "graphs.model.outputs",
-              "tokenizer", "tokenizer.file", "tokenizer.max_length", "tokenizer.truncation", "tokenizer.pad_id",
-              "score", "score.probability", "score.probability.method", "score.probability.temperature",
-              "score.probability.bias", "files", "schema_version"]
+    fields = [
+        "kind",
+        "graphs",
+        "graphs.model",
+        "graphs.model.file",
+        "graphs.model.inputs",
+        "graphs.model.outputs",
+        "tokenizer",
+        "tokenizer.file",
+        "tokenizer.max_length",
+        "tokenizer.truncation",
+        "tokenizer.pad_id",
+        "score",
+        "score.probability",
+        "score.probability.method",
+        "score.probability.temperature",
+        "score.probability.bias",
+        "files",
+        "schema_version",
+    ]
     original = manifest_of(artifact_copy)
     for field in fields:
         for value in (None, "x", -1, 1e300, float("nan"), [], {}, [1], {"a": 1}, True):
@@ -141,11 +177,15 @@ def test_max_length_beyond_a_recorded_position_limit_is_refused(artifact_copy):
 
 # -- files: listed, confined, regular ---------------------------------------------------------------
 
+
 def test_artifact_file_returns_only_listed_confined_files(rt_artifact):
     art = load_artifact(rt_artifact)
     assert art.file("model.onnx") == rt_artifact / "model.onnx"
-    for name, message in [("manifest.json", "not listed"), ("../model.onnx", r"'\.\.'"),
-                          (str(rt_artifact / "model.onnx"), "absolute path")]:
+    for name, message in [
+        ("manifest.json", "not listed"),
+        ("../model.onnx", r"'\.\.'"),
+        (str(rt_artifact / "model.onnx"), "absolute path"),
+    ]:
         with pytest.raises(ArtifactError, match=message):
             art.file(name)
     assert art.file("model.plan", listed=False) == rt_artifact / "model.plan"  # built on the device: may be absent
@@ -204,6 +244,7 @@ def test_catalog_index_files_are_listed_confined_and_regular(tmp_path):
 
 
 # -- atomic_dir: crash states on disk, and real kill -9 -----------------------------------------------
+
 
 def fill(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -291,8 +332,9 @@ CHILD = textwrap.dedent("""
 
 
 def run_child(source: Path, target: Path, mode: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(target), mode], stdout=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(source), str(target), mode], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_kill_9_while_writing_keeps_the_artifact_and_the_next_write_cleans_up(rt_artifact, tmp_path):
@@ -328,6 +370,7 @@ def test_kill_9_during_edgerank_export_leaves_a_loadable_artifact(tiny_cross_enc
 
 # -- resume and product ids -------------------------------------------------------------------------
 
+
 def test_resume_refuses_a_checkpoint_made_with_other_arguments(tmp_path):
     from edgerank.train.loop import RUN_CONFIG, LoopConfig, ResumeError, check_resume, resume_key
     from edgerank.train.teacher import TeacherConfig
@@ -339,8 +382,11 @@ def test_resume_refuses_a_checkpoint_made_with_other_arguments(tmp_path):
     same = TeacherConfig(train="t.csv", out="teacher", dev="dev.csv", loop=LoopConfig(lr=5e-5, checkpoint_every=9))
     check_resume(ckpt, resume_key(same, ignore=("dev",)), ckpt.parent)  # dev and checkpoint interval do not count
     other = TeacherConfig(train="t.csv", out="teacher", loss="listwise", loop=LoopConfig(lr=1e-3))
-    with pytest.raises(ResumeError, match=r"other arguments \(loop.lr was 5e-05, now 0.001; loss was 'pointwise', "
-                                          r"now 'listwise'\).*delete .*teacher.partial"):
+    with pytest.raises(
+        ResumeError,
+        match=r"other arguments \(loop.lr was 5e-05, now 0.001; loss was 'pointwise', "
+        r"now 'listwise'\).*delete .*teacher.partial",
+    ):
         check_resume(ckpt, resume_key(other, ignore=("dev",)), ckpt.parent)
     (ckpt / RUN_CONFIG).unlink()
     with pytest.raises(ResumeError, match="does not record the arguments"):
@@ -350,5 +396,5 @@ def test_resume_refuses_a_checkpoint_made_with_other_arguments(tmp_path):
 def test_integer_id_too_long_to_print_is_an_input_error(rt_ranker, tmp_path):
     with pytest.raises(RankerInputError, match="integer ids must fit in 64 bits"):
         rt_ranker.rank("drill", [{"id": 10**5000, "title": "Drill"}])
-    largest = [{"id": 2**64 - 1, "title": "Drill"}, {"id": -2**63, "title": "Hose"}]
+    largest = [{"id": 2**64 - 1, "title": "Drill"}, {"id": -(2**63), "title": "Hose"}]
     assert rt_ranker.rank("drill", largest).candidates == 2

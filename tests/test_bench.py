@@ -29,8 +29,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def tiny_artifact(tiny_cross_encoder, tmp_path_factory) -> Path:
     from edgerank.export import export_artifact
 
-    return export_artifact(tiny_cross_encoder, tmp_path_factory.mktemp("bench") / "tiny-fp32", precision="fp32",
-                           max_length=64)
+    return export_artifact(
+        tiny_cross_encoder, tmp_path_factory.mktemp("bench") / "tiny-fp32", precision="fp32", max_length=64
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +39,25 @@ def run_results(tiny_artifact, tiny_cross_encoder, tiny_judged_csv):
     """One real run: the teacher (torch), its fp32 artifact, and the st and ort peers on its weights."""
     from edgerank.bench.runner import BenchConfig, run_bench
 
-    config = BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], teacher=str(tiny_cross_encoder),
-                         candidates=[4, 10], queries=None, warmup=1, repeat=3, threads=1, max_length=64,
-                         peers=["st", "ort"], gpu=False, settle_s=0.005)
+    config = BenchConfig(
+        data=str(tiny_judged_csv),
+        artifacts=[str(tiny_artifact)],
+        teacher=str(tiny_cross_encoder),
+        candidates=[4, 10],
+        queries=None,
+        warmup=1,
+        repeat=3,
+        threads=1,
+        max_length=64,
+        peers=["st", "ort"],
+        gpu=False,
+        settle_s=0.005,
+    )
     return run_bench(config)
 
 
 # --- candidate lists ---------------------------------------------------------------------------
+
 
 def _frame_groups(path):
     df, _ = read_table(path)
@@ -56,14 +69,14 @@ def test_candidates_are_judged_first_then_seeded_unjudged_fill_ins(tiny_judged_c
     lists = build_candidates(df, groups, [2, 10, 20], seed=0)
     for g, short, mid, long in zip(groups, lists[2], lists[10], lists[20]):
         assert len(short.texts) == 2 and len(mid.texts) == 10 and len(long.texts) == 20
-        assert long.product_ids[:len(g.product_ids)] == g.product_ids  # judged products first, in order
-        fill = long.product_ids[len(g.product_ids):]
+        assert long.product_ids[: len(g.product_ids)] == g.product_ids  # judged products first, in order
+        fill = long.product_ids[len(g.product_ids) :]
         assert not set(fill) & set(g.product_ids) and len(set(fill)) == len(fill)
-        assert np.all(long.labels[len(g.product_ids):] == 0)  # unjudged fill-ins count as gain 0
+        assert np.all(long.labels[len(g.product_ids) :] == 0)  # unjudged fill-ins count as gain 0
         assert mid.product_ids == long.product_ids[:10] and short.product_ids == g.product_ids[:2]
         records = product_records(df, long)
         assert [r["id"] for r in records] == list(long.product_ids)
-        assert [r["title"] for r in records][:len(g.texts)] == list(g.texts)  # no descriptions in this table
+        assert [r["title"] for r in records][: len(g.texts)] == list(g.texts)  # no descriptions in this table
     again = build_candidates(df, groups, [20], seed=0)[20]
     other = build_candidates(df, groups, [20], seed=1)[20]
     assert [g.product_ids for g in again] == [g.product_ids for g in lists[20]]
@@ -89,10 +102,11 @@ def test_candidates_on_home_depot_dev(shared_data):
     groups = sample_queries(group_queries(df), 20, seed=0)
     lists = build_candidates(df, groups, [10, 100])
     assert all(len(g.texts) == 100 for g in lists[100])
-    assert all(np.all(g.labels[len(q.rows):] == 0) for g, q in zip(lists[100], groups))
+    assert all(np.all(g.labels[len(q.rows) :] == 0) for g, q in zip(lists[100], groups))
 
 
 # --- timing and the reference workload ---------------------------------------------------------
+
 
 def test_latency_percentiles_and_throughput():
     lat = Latency.from_seconds([0.001 * i for i in range(1, 101)], pairs=10)
@@ -108,6 +122,7 @@ def test_time_calls_warms_up_and_repeats():
             calls.append(i)
             time.sleep(0.004)
             return i
+
         return call
 
     seconds, results = time_calls([work(0), work(1)], warmup=3, repeat=2)
@@ -124,6 +139,7 @@ class _Sleeper:
     def measure(self, lists, *, warmup, repeat):
         def call(q):
             return lambda: (self.log.append((self.name, q)), time.sleep(self.ms * self.machine[0] / 1e3))
+
         return time_calls([call(q) for q, _ in lists], warmup=warmup, repeat=repeat)
 
 
@@ -179,6 +195,7 @@ def test_reference_workload_reports_its_shape():
 
 # --- a whole run ------------------------------------------------------------------------------
 
+
 def test_run_measures_every_subject(run_results):
     names = [s["name"] for s in run_results["subjects"]]
     assert names == ["teacher tiny-ce0 (torch)", "tiny-fp32", "st · tiny-fp32", "ort · tiny-fp32"]
@@ -196,8 +213,9 @@ def test_run_measures_every_subject(run_results):
             paired = lat["paired"]
             assert paired["samples"] == 12 * 3 and paired["ratio"] > 0
             assert paired["ci95"][0] <= paired["ratio"] <= paired["ci95"][1]
-    assert all("paired" not in lat for s in run_results["subjects"] if s["role"] != "peer"
-               for lat in s["latency"].values())
+    assert all(
+        "paired" not in lat for s in run_results["subjects"] if s["role"] != "peer" for lat in s["latency"].values()
+    )
     assert run_results["workload"]["queries"] == 12 and run_results["workload"]["headline_n"] == 10
     assert run_results["workload"]["settle_s"] == 0.005
     assert run_results["machine"]["logical_cores"] >= 1 and "numpy" in run_results["machine"]["libraries"]
@@ -241,8 +259,10 @@ def test_markdown_json_and_plot(run_results, tmp_path):
     assert f"{ort['ratio']:.2f}× ({ort['ci95'][0]:.2f} to {ort['ci95'][1]:.2f})" in text
     skewed = json.loads(json.dumps(run_results))
     skewed["subjects"][3]["latency"]["10"]["paired"].update(ratio_edgerank_first=1.9, ratio_peer_first=0.9)
-    assert "**order effect** ort · tiny-fp32, N=10: 1.90× with edgerank first, 0.90× with the peer first" \
+    assert (
+        "**order effect** ort · tiny-fp32, N=10: 1.90× with edgerank first, 0.90× with the peer first"
         in to_markdown(skewed)
+    )
     write_results(run_results, json_path=tmp_path / "r.json", markdown_path=tmp_path / "r.md")
     assert json.loads((tmp_path / "r.json").read_text())["subjects"][1]["name"] == "tiny-fp32"
     png = plot_pareto(run_results, tmp_path / "pareto.png")
@@ -255,32 +275,70 @@ def test_only_benches_the_named_subjects(tiny_artifact, tiny_cross_encoder, tiny
     """What a --check retry runs: the regressed subjects alone, not the teacher or the other peers."""
     from edgerank.bench.runner import BenchConfig, run_bench
 
-    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)],
-                                    teacher=str(tiny_cross_encoder), candidates=[4], queries=2, warmup=0, repeat=1,
-                                    threads=1, peers=["ort"], memory=False, gpu=False, only=["tiny-fp32"]))
+    results = run_bench(
+        BenchConfig(
+            data=str(tiny_judged_csv),
+            artifacts=[str(tiny_artifact)],
+            teacher=str(tiny_cross_encoder),
+            candidates=[4],
+            queries=2,
+            warmup=0,
+            repeat=1,
+            threads=1,
+            peers=["ort"],
+            memory=False,
+            gpu=False,
+            only=["tiny-fp32"],
+        )
+    )
     assert [s["name"] for s in results["subjects"]] == ["tiny-fp32"]
     assert results["subjects"][0]["latency"]["4"]["samples"] == 2
 
 
 # --- subjects that cannot run here --------------------------------------------------------------
 
-def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(tiny_artifact, tiny_cross_encoder, tiny_judged_csv,
-                                                                monkeypatch, tmp_path):
+
+def test_optimum_peer_without_its_venv_is_skipped_with_the_fix(
+    tiny_artifact, tiny_cross_encoder, tiny_judged_csv, monkeypatch, tmp_path
+):
     from edgerank.bench import peers
     from edgerank.bench.runner import BenchConfig, run_bench
 
     monkeypatch.setattr(peers, "OPTIMUM_VENV", tmp_path / "no-venv")
-    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], candidates=[4],
-                                    queries=2, warmup=0, repeat=1, threads=1, peers=["optimum"], memory=False,
-                                    gpu=False))
+    results = run_bench(
+        BenchConfig(
+            data=str(tiny_judged_csv),
+            artifacts=[str(tiny_artifact)],
+            candidates=[4],
+            queries=2,
+            warmup=0,
+            repeat=1,
+            threads=1,
+            peers=["optimum"],
+            memory=False,
+            gpu=False,
+        )
+    )
     assert [s["name"] for s in results["subjects"]] == ["tiny-fp32"]
     (skip,) = [s for s in results["skipped"] if s["name"] == "optimum · tiny-fp32"]
     assert "setup_optimum_venv.sh" in skip["reason"]
     # two timed queries, but quality on every judged list (the default), and on a seeded 5 when asked
     assert results["workload"]["queries"] == 2 and results["workload"]["quality_queries"] == 12
     assert results["subjects"][0]["quality"]["queries"] == results["bm25"]["judged"]["queries"] == 12
-    fewer = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(tiny_artifact)], candidates=[4],
-                                  queries=2, quality_queries=5, warmup=0, repeat=1, threads=1, memory=False, gpu=False))
+    fewer = run_bench(
+        BenchConfig(
+            data=str(tiny_judged_csv),
+            artifacts=[str(tiny_artifact)],
+            candidates=[4],
+            queries=2,
+            quality_queries=5,
+            warmup=0,
+            repeat=1,
+            threads=1,
+            memory=False,
+            gpu=False,
+        )
+    )
     assert fewer["workload"]["quality_queries"] == fewer["subjects"][0]["quality"]["queries"] == 5
 
 
@@ -303,8 +361,12 @@ def test_graph_peers_need_only_the_artifact_torch_peer_needs_the_source(moved_ar
     from edgerank.bench.peers import make_peers
     from edgerank.bench.subjects import ArtifactSubject
 
-    subjects, skipped = make_peers(["st", "st-onnx", "optimum", "ort"], ArtifactSubject(name="moved", path=str(moved_artifact)),
-                                   threads=1, max_length=64)
+    subjects, skipped = make_peers(
+        ["st", "st-onnx", "optimum", "ort"],
+        ArtifactSubject(name="moved", path=str(moved_artifact)),
+        threads=1,
+        max_length=64,
+    )
     assert [s["name"] for s in skipped] == ["st · moved"] and "source model folder" in skipped[0]["reason"]
     assert sorted(s.name for s in subjects) == ["optimum · moved", "ort · moved", "st-onnx · moved"]
     assert all(s.model_dir is None for s in subjects if s.type == "venv-peer")  # the artifact's own HF files
@@ -312,18 +374,34 @@ def test_graph_peers_need_only_the_artifact_torch_peer_needs_the_source(moved_ar
     assert config["num_hidden_layers"] == 2 and (moved_artifact / "tokenizer_config.json").is_file()
 
 
-@pytest.mark.skipif(not __import__("edgerank.bench.peers", fromlist=["x"]).OPTIMUM_VENV.exists(),
-                    reason=".venv-optimum absent (scripts/setup_optimum_venv.sh creates it)")
+@pytest.mark.skipif(
+    not __import__("edgerank.bench.peers", fromlist=["x"]).OPTIMUM_VENV.exists(),
+    reason=".venv-optimum absent (scripts/setup_optimum_venv.sh creates it)",
+)
 @pytest.mark.slow
-def test_optimum_and_st_onnx_peers_run_the_artifact_graph(run_results, moved_artifact, tiny_cross_encoder,
-                                                         tiny_judged_csv):
+def test_optimum_and_st_onnx_peers_run_the_artifact_graph(
+    run_results, moved_artifact, tiny_cross_encoder, tiny_judged_csv
+):
     """From the artifact folder alone: its source folder is gone, its own HF config files suffice."""
     from edgerank.bench.runner import BenchConfig, run_bench
 
-    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[str(moved_artifact)],
-                                    teacher=str(tiny_cross_encoder), candidates=[4], queries=None, warmup=1, repeat=2,
-                                    threads=1, max_length=64, peers=["optimum", "st-onnx"], memory=False, gpu=False,
-                                    settle_s=0.005))
+    results = run_bench(
+        BenchConfig(
+            data=str(tiny_judged_csv),
+            artifacts=[str(moved_artifact)],
+            teacher=str(tiny_cross_encoder),
+            candidates=[4],
+            queries=None,
+            warmup=1,
+            repeat=2,
+            threads=1,
+            max_length=64,
+            peers=["optimum", "st-onnx"],
+            memory=False,
+            gpu=False,
+            settle_s=0.005,
+        )
+    )
     by_name = {s["name"]: s for s in results["subjects"]}
     for name in ("optimum · moved", "st-onnx · moved"):
         s = by_name[name]
@@ -343,13 +421,15 @@ def test_gpu_subjects_skip_cleanly_without_cuda():
 
 # --- suites -----------------------------------------------------------------------------------
 
+
 def test_suite_paths_are_relative_to_the_suite_file(tmp_path):
     from edgerank.bench.suite import load_suite
 
     (tmp_path / "suites").mkdir()
     suite = tmp_path / "suites" / "s.toml"
-    suite.write_text('data = "../data.csv"\nartifacts = ["../a", "/abs/b"]\ncandidates = [10, 100]\n'
-                     'reference = { tokens = 64 }\n')
+    suite.write_text(
+        'data = "../data.csv"\nartifacts = ["../a", "/abs/b"]\ncandidates = [10, 100]\nreference = { tokens = 64 }\n'
+    )
     loaded = load_suite(suite)
     assert Path(loaded["data"]) == tmp_path / "suites" / ".." / "data.csv"
     assert loaded["artifacts"][1] == "/abs/b" and loaded["candidates"] == [10, 100]

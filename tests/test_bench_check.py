@@ -18,11 +18,22 @@ from edgerank.cli import main
 
 def _results(p50: float = 10.0, reference: float = 50.0, ndcg: float = 0.8) -> dict:
     return {
-        "workload": {"data_sha256": "abc", "queries": 12, "seed": 0, "max_length": 64, "threads": 1,
-                     "candidates": [10]},
+        "workload": {
+            "data_sha256": "abc",
+            "queries": 12,
+            "seed": 0,
+            "max_length": 64,
+            "threads": 1,
+            "candidates": [10],
+        },
         "reference": {"shape": {"tokens": 1024, "hidden": 384, "inner": 1536}},
-        "subjects": [{"name": "art", "latency": {"10": {"p50_ms": p50, "ratio_to_reference": p50 / reference}},
-                      "quality": {"ndcg@10": ndcg, "mrr@10": 0.7}}],
+        "subjects": [
+            {
+                "name": "art",
+                "latency": {"10": {"p50_ms": p50, "ratio_to_reference": p50 / reference}},
+                "quality": {"ndcg@10": ndcg, "mrr@10": 0.7},
+            }
+        ],
     }
 
 
@@ -82,8 +93,9 @@ def test_runs_of_different_workloads_are_refused():
 def gate_artifact(tiny_cross_encoder, tmp_path_factory) -> Path:
     from edgerank.export import export_artifact
 
-    return export_artifact(tiny_cross_encoder, tmp_path_factory.mktemp("gate") / "tiny-int8",
-                           precision="int8-dynamic", max_length=64)
+    return export_artifact(
+        tiny_cross_encoder, tmp_path_factory.mktemp("gate") / "tiny-int8", precision="int8-dynamic", max_length=64
+    )
 
 
 @pytest.fixture
@@ -102,24 +114,29 @@ def slow_down_rankers(monkeypatch):
             out = call()
             time.sleep(time.perf_counter() - t0)
             return out
+
         return run
 
     def slow_down() -> None:
         monkeypatch.setattr(subjects, "time_calls", lambda calls, **kw: real([stretched(c) for c in calls], **kw))
+
     return slow_down
 
 
-def test_gate_fails_a_2x_slower_ranker_and_passes_an_unchanged_rerun(gate_artifact, tiny_judged_csv, tmp_path,
-                                                                      slow_down_rankers):
+def test_gate_fails_a_2x_slower_ranker_and_passes_an_unchanged_rerun(
+    gate_artifact, tiny_judged_csv, tmp_path, slow_down_rankers
+):
     """Run through a suite file, as CI would. The test's tolerance is 50%, not the 15% a CI gate uses:
     CI runners share their cores, and a test must not fail on a neighbour's noise. 50% still separates
     an unchanged rerun (1x) from a 2x slower ranker with margin both ways, and --retries (2 by default)
     re-times a rerun that a neighbour's burst pushed over it: an unchanged rerun's floor has read +62%
     on a single attempt on a shared 2-core runner."""
     suite = tmp_path / "gate.toml"
-    suite.write_text(f'data = "{tiny_judged_csv}"\nartifacts = ["{gate_artifact}"]\ncandidates = [10]\n'
-                     'queries = "all"\nwarmup = 2\nrepeat = 5\nthreads = 1\nmax_length = 64\nmemory = false\n'
-                     'gpu = false\nmax_regression = "50%"\n')
+    suite.write_text(
+        f'data = "{tiny_judged_csv}"\nartifacts = ["{gate_artifact}"]\ncandidates = [10]\n'
+        'queries = "all"\nwarmup = 2\nrepeat = 5\nthreads = 1\nmax_length = 64\nmemory = false\n'
+        'gpu = false\nmax_regression = "50%"\n'
+    )
     baseline = tmp_path / "baseline.json"
     runner = CliRunner()
     made = runner.invoke(main, ["bench", "--suite", str(suite), "--json", str(baseline)])
@@ -141,23 +158,59 @@ def test_gate_refuses_a_baseline_of_another_workload(gate_artifact, tiny_judged_
     baseline = tmp_path / "b.json"
 
     def bench(queries: str, *extra: str):
-        return CliRunner().invoke(main, ["bench", "--data", str(tiny_judged_csv), "--artifact", str(gate_artifact),
-                                         "--candidates", "4", "--queries", queries, "--warmup", "0", "--repeat", "1",
-                                         "--threads", "1", "--no-memory", "--no-gpu", *extra])
+        return CliRunner().invoke(
+            main,
+            [
+                "bench",
+                "--data",
+                str(tiny_judged_csv),
+                "--artifact",
+                str(gate_artifact),
+                "--candidates",
+                "4",
+                "--queries",
+                queries,
+                "--warmup",
+                "0",
+                "--repeat",
+                "1",
+                "--threads",
+                "1",
+                "--no-memory",
+                "--no-gpu",
+                *extra,
+            ],
+        )
 
     assert bench("2", "--json", str(baseline)).exit_code == 0
     other = bench("3", "--check", str(baseline))
     assert other.exit_code == 2 and "differ in workload 'queries'" in other.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--peers", "nope"], "unknown peer(s) nope"),
-    (["--candidates", "10,x"], "--candidates: expected comma-separated integers"),
-    (["--candidates", "5000"], "distinct products"),
-    (["--suite", "missing.toml"], "no such suite file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--peers", "nope"], "unknown peer(s) nope"),
+        (["--candidates", "10,x"], "--candidates: expected comma-separated integers"),
+        (["--candidates", "5000"], "distinct products"),
+        (["--suite", "missing.toml"], "no such suite file"),
+    ],
+)
 def test_bad_options_are_one_line_errors(gate_artifact, tiny_judged_csv, args, message):
-    result = CliRunner().invoke(main, ["bench", "--data", str(tiny_judged_csv), "--artifact", str(gate_artifact),
-                                       "--queries", "2", "--no-memory", "--no-gpu"] + args)
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--data",
+            str(tiny_judged_csv),
+            "--artifact",
+            str(gate_artifact),
+            "--queries",
+            "2",
+            "--no-memory",
+            "--no-gpu",
+        ]
+        + args,
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output

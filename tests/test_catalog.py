@@ -43,7 +43,9 @@ def test_runtime_towers_score_like_the_torch_towers(kind, tower_students, tower_
 
     queries = ["red cordless drill", "red cordless drill", "garden hose with a brass nozzle for the yard", "x"]
     texts = ["Red 18V Cordless Drill Kit", "Stainless Door Hinge Set", "Blue Garden Hose 50 ft. with nozzle", "Y"]
-    expected = score_tower_pairs(load_towers(tower_students[kind]), load_tokenizer(tower_students[kind]), queries, texts)
+    expected = score_tower_pairs(
+        load_towers(tower_students[kind]), load_tokenizer(tower_students[kind]), queries, texts
+    )
     got = Ranker.load(tower_artifacts[kind], threads=1).score(list(zip(queries, texts)))
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
@@ -98,7 +100,7 @@ def test_residual_codec_packs_each_dimensions_bucket(nbits):
     codes = codec.assign(x)
     cell = np.argmax(x @ codec.coarse.T, axis=1)  # two levels: the nearest centroid of the nearest cell
     k = codec.per_cell
-    within = np.array([np.argmax(codec.centroids[c * k:(c + 1) * k] @ v) for c, v in zip(cell, x)])
+    within = np.array([np.argmax(codec.centroids[c * k : (c + 1) * k] @ v) for c, v in zip(cell, x)])
     np.testing.assert_array_equal(codes, cell * k + within)
     packed = codec.encode(x, codes)
     assert packed.shape == (500, 16 * nbits // 8) and packed.dtype == np.uint8
@@ -117,10 +119,9 @@ def test_staged_search_finds_the_exhaustive_best(tower_artifacts, tmp_path):
     art = load_artifact(tower_artifacts["late-interaction"])
     index = load_index(index_for(art.path, catalog(30), tmp_path / "i", "residual-2bit"), art)
     starts, products, _ = index.inverted_lists()
-    pairs = {(int(c), int(p)) for p in range(len(index))
-             for c in index.codes[index.offsets[p]:index.offsets[p + 1]]}
-    assert {(c, int(p)) for c in range(len(starts) - 1) for p in products[starts[c]:starts[c + 1]]} == pairs
-    assert all(np.all(np.diff(products[starts[c]:starts[c + 1]]) > 0) for c in range(len(starts) - 1))
+    pairs = {(int(c), int(p)) for p in range(len(index)) for c in index.codes[index.offsets[p] : index.offsets[p + 1]]}
+    assert {(c, int(p)) for c in range(len(starts) - 1) for p in products[starts[c] : starts[c + 1]]} == pairs
+    assert all(np.all(np.diff(products[starts[c] : starts[c + 1]]) > 0) for c in range(len(starts) - 1))
     scorer = TowerScorer(art, 16, threads=1)
     for query in ("red cordless drill", "brass hinge", "blue garden hose"):
         q, _ = scorer.query(query)
@@ -134,8 +135,13 @@ def test_compressed_index_updates_without_requantizing(tower_artifacts, tmp_path
     art = load_artifact(tower_artifacts["late-interaction"])
     path = index_for(art.path, catalog(30), tmp_path / "idx", "residual-2bit")
     before = load_index(path, art)
-    kept = {pid: (np.array(before.vectors[before.offsets[i]:before.offsets[i + 1]]),
-                  np.array(before.codes[before.offsets[i]:before.offsets[i + 1]])) for i, pid in enumerate(before.ids)}
+    kept = {
+        pid: (
+            np.array(before.vectors[before.offsets[i] : before.offsets[i + 1]]),
+            np.array(before.codes[before.offsets[i] : before.offsets[i + 1]]),
+        )
+        for i, pid in enumerate(before.ids)
+    }
     centroids = before.codec.centroids.copy()
     changed = [dict(catalog(30)[0], title="Brass Garden Hose Nozzle"), {"id": "p-new", "title": "Steel Door Hinge"}]
     _, counts = update_index(art, TowerScorer(art, 16, threads=1), path, changed)
@@ -145,8 +151,8 @@ def test_compressed_index_updates_without_requantizing(tower_artifacts, tmp_path
     np.testing.assert_array_equal(after.codec.centroids, centroids)
     for i, pid in enumerate(after.ids):
         if pid in kept and pid != "p0":  # copied as stored, never decoded and encoded again
-            np.testing.assert_array_equal(after.vectors[after.offsets[i]:after.offsets[i + 1]], kept[pid][0])
-            np.testing.assert_array_equal(after.codes[after.offsets[i]:after.offsets[i + 1]], kept[pid][1])
+            np.testing.assert_array_equal(after.vectors[after.offsets[i] : after.offsets[i + 1]], kept[pid][0])
+            np.testing.assert_array_equal(after.codes[after.offsets[i] : after.offsets[i + 1]], kept[pid][1])
     ranker = Ranker.load(art.path, threads=1, index=path)
     result = ranker.rank("garden hose", changed + catalog(30)[1:5])
     assert result.cached == 6
@@ -221,8 +227,11 @@ def test_tampered_index_is_refused(damage, tower_artifacts, indexes, tmp_path):
 def test_update_adds_and_replaces_products(tower_artifacts, indexes, tmp_path):
     art = load_artifact(tower_artifacts["late-interaction"])
     path = shutil.copytree(indexes["late-interaction"], tmp_path / "idx")
-    changed = [dict(catalog(30)[0], title="Brass Garden Hose Nozzle"), {"id": "p-new", "title": "Steel Door Hinge"},
-               catalog(30)[1]]
+    changed = [
+        dict(catalog(30)[0], title="Brass Garden Hose Nozzle"),
+        {"id": "p-new", "title": "Steel Door Hinge"},
+        catalog(30)[1],
+    ]
     _, counts = update_index(art, TowerScorer(art, 16, threads=1), path, changed)
     assert counts == {"added": 1, "replaced": 1, "unchanged": 1}
     index = load_index(path, art)
@@ -257,50 +266,154 @@ def test_interrupted_update_keeps_the_old_index(tower_artifacts, indexes, tmp_pa
 def test_index_cli_builds_updates_and_refuses(tower_artifacts, rt_artifact, tmp_path):
     rows = catalog(8)
     feed = tmp_path / "products.jsonl"
-    feed.write_text("".join(json.dumps({k: r[k] for k in ("id", "title", "description")}) + "\n" for r in rows + rows[:2]))
+    feed.write_text(
+        "".join(json.dumps({k: r[k] for k in ("id", "title", "description")}) + "\n" for r in rows + rows[:2])
+    )
     out = tmp_path / "idx"
     runner = CliRunner()
-    result = runner.invoke(main, ["index", "--artifact", str(tower_artifacts["late-interaction"]), "--products",
-                                  str(feed), "--out", str(out), "--threads", "1"])
+    result = runner.invoke(
+        main,
+        [
+            "index",
+            "--artifact",
+            str(tower_artifacts["late-interaction"]),
+            "--products",
+            str(feed),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "8 products" in result.output and "skipped 2 row(s) repeating a product id" in result.output
     more = tmp_path / "more.jsonl"
     more.write_text(json.dumps({"id": "p99", "title": "Red Hose"}) + "\n")
-    result = runner.invoke(main, ["index", "--artifact", str(tower_artifacts["late-interaction"]), "--products",
-                                  str(more), "--out", str(out), "--update"])
+    result = runner.invoke(
+        main,
+        [
+            "index",
+            "--artifact",
+            str(tower_artifacts["late-interaction"]),
+            "--products",
+            str(more),
+            "--out",
+            str(out),
+            "--update",
+        ],
+    )
     assert result.exit_code == 0 and "1 added, 0 replaced, 0 unchanged" in result.output
     art = str(tower_artifacts["late-interaction"])
-    ranked = runner.invoke(main, ["rank", "--artifact", art, "--index", str(out), "--query", "red hose", "--products",
-                                  str(more), "--threads", "1", "--json"])
+    ranked = runner.invoke(
+        main,
+        [
+            "rank",
+            "--artifact",
+            art,
+            "--index",
+            str(out),
+            "--query",
+            "red hose",
+            "--products",
+            str(more),
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert ranked.exit_code == 0 and json.loads(ranked.stdout)["cached"] == 1
-    found = runner.invoke(main, ["search", "--artifact", art, "--index", str(out), "--query", "red hose", "--top-k", "3",
-                                 "--threads", "1", "--json"])
+    found = runner.invoke(
+        main,
+        [
+            "search",
+            "--artifact",
+            art,
+            "--index",
+            str(out),
+            "--query",
+            "red hose",
+            "--top-k",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert found.exit_code == 0, found.output
     assert len(json.loads(found.stdout)["items"]) == 3 and json.loads(found.stdout)["candidates"] == 9
     small = tmp_path / "small"
-    built = runner.invoke(main, ["index", "--artifact", art, "--products", str(feed), "--out", str(small),
-                                 "--dtype", "residual-2bit", "--threads", "1"])
+    built = runner.invoke(
+        main,
+        [
+            "index",
+            "--artifact",
+            art,
+            "--products",
+            str(feed),
+            "--out",
+            str(small),
+            "--dtype",
+            "residual-2bit",
+            "--threads",
+            "1",
+        ],
+    )
     assert built.exit_code == 0, built.output
     assert json.loads((small / "index.json").read_text())["dtype"] == "residual-2bit"
-    found = runner.invoke(main, ["search", "--artifact", art, "--index", str(small), "--query", "red hose", "--top-k",
-                                 "3", "--depth", "4", "--threads", "1", "--json"])
+    found = runner.invoke(
+        main,
+        [
+            "search",
+            "--artifact",
+            art,
+            "--index",
+            str(small),
+            "--query",
+            "red hose",
+            "--top-k",
+            "3",
+            "--depth",
+            "4",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert found.exit_code == 0 and len(json.loads(found.stdout)["items"]) == 3
-    bad = runner.invoke(main, ["index", "--artifact", str(rt_artifact), "--products", str(feed), "--out",
-                               str(tmp_path / "x")])
+    bad = runner.invoke(
+        main, ["index", "--artifact", str(rt_artifact), "--products", str(feed), "--out", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 2 and "late-interaction or bi-encoder" in bad.output
-    stale = runner.invoke(main, ["index", "--artifact", str(tower_artifacts["bi-encoder"]), "--products", str(more),
-                                 "--out", str(out), "--update"])
+    stale = runner.invoke(
+        main,
+        [
+            "index",
+            "--artifact",
+            str(tower_artifacts["bi-encoder"]),
+            "--products",
+            str(more),
+            "--out",
+            str(out),
+            "--update",
+        ],
+    )
     assert stale.exit_code == 2 and "stale index" in stale.output
 
 
 def test_catalog_runtime_imports_no_training_stack(tower_artifacts, indexes):
-    code = ("import sys, edgerank.runtime as r; k = r.Ranker.load(sys.argv[1], index=sys.argv[2]); "
-            "k.rank('q', [{'id': 'p1', 'title': 't'}]); k.search('q', 3); "
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'pandas', 'click'} "
-            "| {m for m in sys.modules if m.startswith(('edgerank.train', 'edgerank.export', 'edgerank.data'))}); "
-            "print(','.join(bad))")
-    out = subprocess.run([sys.executable, "-c", code, str(tower_artifacts["late-interaction"]),
-                          str(indexes["late-interaction"])], capture_output=True, text=True, check=True)
+    code = (
+        "import sys, edgerank.runtime as r; k = r.Ranker.load(sys.argv[1], index=sys.argv[2]); "
+        "k.rank('q', [{'id': 'p1', 'title': 't'}]); k.search('q', 3); "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'pandas', 'click'} "
+        "| {m for m in sys.modules if m.startswith(('edgerank.train', 'edgerank.export', 'edgerank.data'))}); "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tower_artifacts["late-interaction"]), str(indexes["late-interaction"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == ""
 
 
@@ -341,9 +454,22 @@ def test_bench_ranks_catalog_students_from_a_warm_index(tower_artifacts, tiny_cr
     from edgerank.bench.runner import BenchConfig, run_bench
 
     art = str(tower_artifacts["late-interaction"])
-    results = run_bench(BenchConfig(data=str(tiny_judged_csv), artifacts=[art], teacher=str(tiny_cross_encoder),
-                                    candidates=[4], queries=3, warmup=0, repeat=1, threads=1, peers=["ort"],
-                                    memory=False, gpu=False, max_length=64))
+    results = run_bench(
+        BenchConfig(
+            data=str(tiny_judged_csv),
+            artifacts=[art],
+            teacher=str(tiny_cross_encoder),
+            candidates=[4],
+            queries=3,
+            warmup=0,
+            repeat=1,
+            threads=1,
+            peers=["ort"],
+            memory=False,
+            gpu=False,
+            max_length=64,
+        )
+    )
     tower = next(s for s in results["subjects"] if s["path"] == art)
     products = pd.read_csv(tiny_judged_csv)["product_title"].nunique()
     assert tower["kind"] == "late-interaction" and tower["index"]["products"] == products

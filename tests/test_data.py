@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgerank.cli import main
-from edgerank.data import ESCI_GAINS, CANONICAL, DataError, evaluable, group_queries, read_table, split_by_query
+from edgerank.data import CANONICAL, ESCI_GAINS, DataError, evaluable, group_queries, read_table, split_by_query
 
 HEADER = "query,product_title,relevance\n"
 GOOD = "red drill,Red Cordless Drill,3\nred drill,Blue Hose,1\nblue hose,Blue Garden Hose,3\n"
@@ -24,6 +24,7 @@ def _write(path: Path, text: str | bytes) -> Path:
 
 
 # ---------------------------------------------------------------- formats and column mapping
+
 
 def test_csv_reads_into_canonical_columns_with_source_rows(tmp_path):
     df, report = read_table(_write(tmp_path / "t.csv", HEADER + GOOD))
@@ -37,8 +38,10 @@ def test_csv_reads_into_canonical_columns_with_source_rows(tmp_path):
 
 
 def test_jsonl_and_parquet_read_the_same_rows_as_csv(tmp_path):
-    rows = [{"qid": "q1", "query": "red drill", "title": "Red Cordless Drill", "label": 3},
-            {"qid": "q1", "query": "red drill", "title": "Blue Hose", "label": 1}]
+    rows = [
+        {"qid": "q1", "query": "red drill", "title": "Red Cordless Drill", "label": 3},
+        {"qid": "q1", "query": "red drill", "title": "Blue Hose", "label": 1},
+    ]
     jsonl = _write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     parquet = tmp_path / "t.parquet"
     pd.DataFrame(rows).to_parquet(parquet)
@@ -51,8 +54,10 @@ def test_jsonl_and_parquet_read_the_same_rows_as_csv(tmp_path):
 
 
 def test_home_depot_kaggle_names_map_by_alias_and_by_option(tmp_path):
-    kaggle = "id,product_uid,product_title,search_term,relevance\n2,100001,Simpson Angle,angle bracket,3\n" \
-             "3,100002,Behr Paint,angle bracket,1.33\n"
+    kaggle = (
+        "id,product_uid,product_title,search_term,relevance\n2,100001,Simpson Angle,angle bracket,3\n"
+        "3,100002,Behr Paint,angle bracket,1.33\n"
+    )
     df, _ = read_table(_write(tmp_path / "hd.csv", kaggle))
     assert df["query"].tolist() == ["angle bracket"] * 2
     assert df["product_id"].tolist() == ["100001", "100002"]
@@ -65,14 +70,28 @@ def test_home_depot_kaggle_names_map_by_alias_and_by_option(tmp_path):
 
 def test_column_option_through_the_cli(tmp_path, tiny_cross_encoder):
     data = _write(tmp_path / "hd.csv", "search_phrase,name,score\n" + GOOD)
-    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_cross_encoder), "--data", str(data),
-                                       "--column", "query=search_phrase", "--column", "product_title=name",
-                                       "--column", "relevance=score"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--model",
+            str(tiny_cross_encoder),
+            "--data",
+            str(data),
+            "--column",
+            "query=search_phrase",
+            "--column",
+            "product_title=name",
+            "--column",
+            "relevance=score",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "1 queries, 2 pairs" in result.stdout  # "blue hose" has one label: not evaluable
 
 
 # ---------------------------------------------------------------- ESCI
+
 
 def test_esci_sample_joins_product_titles_and_maps_labels_to_amazon_gains(shared_data):
     table = shared_data / "esci-sample" / "test-sample.parquet"
@@ -88,8 +107,9 @@ def test_esci_sample_joins_product_titles_and_maps_labels_to_amazon_gains(shared
     assert sorted(set(df["relevance"])) == [0.0, 0.1, 1.0]  # the sample holds E, S and I
 
     custom, _ = read_table(table, products=products, label_map={"E": 3, "S": 2, "C": 1, "I": 0})
-    np.testing.assert_array_equal(custom["relevance"].to_numpy(),
-                                  raw["esci_label"].map({"E": 3, "S": 2, "C": 1, "I": 0}).to_numpy())
+    np.testing.assert_array_equal(
+        custom["relevance"].to_numpy(), raw["esci_label"].map({"E": 3, "S": 2, "C": 1, "I": 0}).to_numpy()
+    )
 
 
 def test_esci_label_map_missing_a_label_names_row_and_field(shared_data):
@@ -110,9 +130,13 @@ def test_esci_product_missing_from_catalog_names_the_row(tmp_path, shared_data):
 
 # ---------------------------------------------------------------- splits and groups
 
+
 def test_split_by_query_is_disjoint_complete_and_stable(tmp_path):
-    rows = [{"query": f"query {q}", "product_title": f"product {q}-{p}", "relevance": p % 3 + 1}
-            for q in range(200) for p in range(3)]
+    rows = [
+        {"query": f"query {q}", "product_title": f"product {q}-{p}", "relevance": p % 3 + 1}
+        for q in range(200)
+        for p in range(3)
+    ]
     df, _ = read_table(_write(tmp_path / "t.csv", pd.DataFrame(rows).to_csv(index=False)))
     train, dev = split_by_query(df, dev_fraction=0.2, seed=0)
     assert not set(train["query_id"]) & set(dev["query_id"])
@@ -141,17 +165,21 @@ def test_group_queries_keeps_table_order_and_offsets_gains(tmp_path):
 
 
 def test_description_is_appended_to_the_title(tmp_path):
-    df, _ = read_table(_write(tmp_path / "t.csv", "query,product_title,product_description,relevance\n"
-                              "a,Drill,18V with battery,3\na,Hose,,1\n"))
+    df, _ = read_table(
+        _write(
+            tmp_path / "t.csv",
+            "query,product_title,product_description,relevance\na,Drill,18V with battery,3\na,Hose,,1\n",
+        )
+    )
     assert group_queries(df)[0].texts == ("Drill 18V with battery", "Hose")
 
 
 # ---------------------------------------------------------------- bad input through the CLI
 
+
 def _teacher(tmp_path: Path, data: Path, backbone: Path):
     out = tmp_path / "teacher-out"
-    result = CliRunner().invoke(main, ["teacher", "--train", str(data), "--out", str(out),
-                                       "--backbone", str(backbone)])
+    result = CliRunner().invoke(main, ["teacher", "--train", str(data), "--out", str(out), "--backbone", str(backbone)])
     return result, out
 
 
@@ -164,16 +192,26 @@ BAD_INPUTS = {
     "NaN label": ("nan.csv", HEADER + "a,b,1\nc,d,2\ne,f,nan\n", ["row 3", "field 'relevance'", "not finite"]),
     "non-numeric label": ("word.csv", HEADER + "a,b,1\nc,d,high\n", ["row 2", "field 'relevance'", "'high'"]),
     "ragged row": ("ragged.csv", HEADER + "a,b,1\nc,d,2\ne,f,3,4\n", ["row 3", "expected 3 fields, saw 4"]),
-    "undecodable CSV": ("latin1.csv", (HEADER + "a,b,1\nc,d,2\ne,caf\xe9,3\n").encode("latin-1"),
-                        ["row 3", "undecodable bytes"]),
-    "undecodable JSONL": ("latin1.jsonl", b'{"query":"a","title":"b","relevance":1}\n'
-                                          b'{"query":"c","title":"caf\xe9","relevance":2}\n',
-                          ["row 2", "undecodable bytes"]),
-    "JSONL null label": ("null.jsonl", '{"query":"a","title":"b","relevance":1}\n'
-                                       '{"query":"c","title":"d","relevance":null}\n',
-                         ["row 2", "field 'relevance'"]),
-    "broken JSON": ("broken.jsonl", '{"query":"a","title":"b","relevance":1}\n{"query": "c",\n',
-                    ["row 2", "not valid JSON"]),
+    "undecodable CSV": (
+        "latin1.csv",
+        (HEADER + "a,b,1\nc,d,2\ne,caf\xe9,3\n").encode("latin-1"),
+        ["row 3", "undecodable bytes"],
+    ),
+    "undecodable JSONL": (
+        "latin1.jsonl",
+        b'{"query":"a","title":"b","relevance":1}\n{"query":"c","title":"caf\xe9","relevance":2}\n',
+        ["row 2", "undecodable bytes"],
+    ),
+    "JSONL null label": (
+        "null.jsonl",
+        '{"query":"a","title":"b","relevance":1}\n{"query":"c","title":"d","relevance":null}\n',
+        ["row 2", "field 'relevance'"],
+    ),
+    "broken JSON": (
+        "broken.jsonl",
+        '{"query":"a","title":"b","relevance":1}\n{"query": "c",\n',
+        ["row 2", "not valid JSON"],
+    ),
 }
 
 
@@ -193,8 +231,9 @@ def test_bad_input_stops_with_one_line_naming_file_row_and_field(case, tmp_path,
 
 def test_bad_parquet_label_row_is_right(tmp_path, tiny_cross_encoder):
     data = tmp_path / "t.parquet"
-    pd.DataFrame({"query": ["a", "b", "c"], "product_title": ["x", "y", "z"],
-                  "relevance": [1.0, 2.0, float("nan")]}).to_parquet(data)
+    pd.DataFrame(
+        {"query": ["a", "b", "c"], "product_title": ["x", "y", "z"], "relevance": [1.0, 2.0, float("nan")]}
+    ).to_parquet(data)
     result, _ = _teacher(tmp_path, data, tiny_cross_encoder)
     assert result.exit_code == 2
     assert "t.parquet: row 3: field 'relevance'" in result.stderr
@@ -203,26 +242,39 @@ def test_bad_parquet_label_row_is_right(tmp_path, tiny_cross_encoder):
 def test_bad_dev_table_fails_before_training(tmp_path, tiny_cross_encoder, tiny_judged_csv):
     dev = _write(tmp_path / "dev.csv", HEADER + "a,b,1\nc,d,x\n")
     out = tmp_path / "t"
-    result = CliRunner().invoke(main, ["teacher", "--train", str(tiny_judged_csv), "--dev", str(dev),
-                                       "--out", str(out), "--backbone", str(tiny_cross_encoder)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "teacher",
+            "--train",
+            str(tiny_judged_csv),
+            "--dev",
+            str(dev),
+            "--out",
+            str(out),
+            "--backbone",
+            str(tiny_cross_encoder),
+        ],
+    )
     assert result.exit_code == 2
     assert "dev.csv: row 2: field 'relevance'" in result.stderr
     assert not out.exists() and not out.with_name("t.partial").exists()
 
 
 def test_empty_text_and_repeated_pairs_are_skipped_with_counted_warnings(tmp_path, tiny_cross_encoder):
-    text = HEADER + ("red drill,Red Drill,3\n"
-                     ",Blue Hose,2\n"            # empty query
-                     "red drill,,2\n"            # empty title
-                     "red drill,Blue Hose,1\n"
-                     "red drill,Red Drill,1\n"   # repeat of row 1: row 1's label is kept
-                     "blue hose,Blue Hose,3\n")
+    text = HEADER + (
+        "red drill,Red Drill,3\n"
+        ",Blue Hose,2\n"  # empty query
+        "red drill,,2\n"  # empty title
+        "red drill,Blue Hose,1\n"
+        "red drill,Red Drill,1\n"  # repeat of row 1: row 1's label is kept
+        "blue hose,Blue Hose,3\n"
+    )
     data = _write(tmp_path / "t.csv", text)
     df, report = read_table(data)
     assert df["row"].tolist() == [1, 4, 6]
     assert df["relevance"].tolist() == [3.0, 1.0, 3.0]
-    assert report.skipped == {"empty query or product title": 2,
-                              "repeated (query_id, product_id) pair; first kept": 1}
+    assert report.skipped == {"empty query or product title": 2, "repeated (query_id, product_id) pair; first kept": 1}
 
     result = CliRunner().invoke(main, ["eval", "--model", str(tiny_cross_encoder), "--data", str(data)])
     assert result.exit_code == 0, result.output

@@ -22,8 +22,9 @@ def _eval(*args: str):
 
 
 def test_eval_reports_the_model_next_to_bm25(tiny_cross_encoder, tiny_judged_csv, tmp_path):
-    result = _eval("--model", tiny_cross_encoder, "--data", tiny_judged_csv, "--list-size", "20",
-                   "--json", tmp_path / "r.json")
+    result = _eval(
+        "--model", tiny_cross_encoder, "--data", tiny_judged_csv, "--list-size", "20", "--json", tmp_path / "r.json"
+    )
     assert result.exit_code == 0, result.output
     assert "| model |" in result.stdout and "| BM25 |" in result.stdout and "| teacher |" not in result.stdout
     for title in ("serving, bm25 fill (20)", "serving, random fill (20)", "judged"):
@@ -38,8 +39,11 @@ def test_eval_reports_the_model_next_to_bm25(tiny_cross_encoder, tiny_judged_csv
     groups = evaluable(group_queries(df))
     catalog = table_catalog(df)
     model, tokenizer = load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder)
-    for name, lists in (("judged", groups), ("random", serving_lists(groups, catalog, "random", 20)),
-                        ("bm25", serving_lists(groups, catalog, "bm25", 20))):
+    for name, lists in (
+        ("judged", groups),
+        ("random", serving_lists(groups, catalog, "random", 20)),
+        ("bm25", serving_lists(groups, catalog, "bm25", 20)),
+    ):
         expected = evaluate(lists, score_groups(model, tokenizer, lists))
         bm25 = evaluate(lists, BM25Baseline().score(lists, corpus=catalog.texts))
         for key in ("ndcg@10", "ndcg@5", "mrr@10"):
@@ -56,8 +60,20 @@ def test_eval_reports_the_model_next_to_bm25(tiny_cross_encoder, tiny_judged_csv
 def test_teacher_adds_gain_kept_and_fidelity(tiny_cross_encoder, tiny_model_factory, tiny_judged_csv, tmp_path):
     teacher = tiny_model_factory(seed=1)
     out = tmp_path / "sub" / "report.json"
-    result = _eval("--model", tiny_cross_encoder, "--data", tiny_judged_csv, "--teacher", teacher, "--json", out,
-                   "--list-size", "16", "--fill", "random")
+    result = _eval(
+        "--model",
+        tiny_cross_encoder,
+        "--data",
+        tiny_judged_csv,
+        "--teacher",
+        teacher,
+        "--json",
+        out,
+        "--list-size",
+        "16",
+        "--fill",
+        "random",
+    )
     assert result.exit_code == 0, result.output
     assert "| teacher |" in result.stdout and "teacher's gain kept" in result.stdout
     report = json.loads(out.read_text())
@@ -73,8 +89,9 @@ def test_teacher_adds_gain_kept_and_fidelity(tiny_cross_encoder, tiny_model_fact
     assert report["agreement"]["kendall_tau"] == report["comparison"]["judged"]["model"]["kendall_tau"]
 
     # a model judged against itself keeps all of its gain and agrees perfectly
-    same = _eval("--model", teacher, "--data", tiny_judged_csv, "--teacher", teacher, "--json", out,
-                 "--list-size", "16")
+    same = _eval(
+        "--model", teacher, "--data", tiny_judged_csv, "--teacher", teacher, "--json", out, "--list-size", "16"
+    )
     assert same.exit_code == 0, same.output
     report = json.loads(out.read_text())
     for rows in report["comparison"].values():
@@ -89,8 +106,18 @@ def test_serving_lists_can_be_turned_off_and_options_are_checked(tiny_cross_enco
         assert result.exit_code == 0, result.output
         assert list(json.loads((tmp_path / "r.json").read_text())["comparison"]) == ["judged"]
         assert "serving," not in result.stdout
-    sample = _eval("--model", tiny_cross_encoder, "--data", tiny_judged_csv, "--json", tmp_path / "s.json",
-                   "--queries", "5", "--list-size", "10")
+    sample = _eval(
+        "--model",
+        tiny_cross_encoder,
+        "--data",
+        tiny_judged_csv,
+        "--json",
+        tmp_path / "s.json",
+        "--queries",
+        "5",
+        "--list-size",
+        "10",
+    )
     assert sample.exit_code == 0, sample.output
     assert {v["queries"] for v in json.loads((tmp_path / "s.json").read_text())["lists"].values()} == {5}
     bad = _eval("--model", tiny_cross_encoder, "--data", tiny_judged_csv, "--fill", "bm25,tfidf")

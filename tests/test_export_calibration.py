@@ -69,8 +69,9 @@ def test_reader_yields_padded_batches_with_the_graph_inputs(tokenizer):
 def test_uniform_reader_gives_every_batch_one_shape(tokenizer):
     """What the histogram calibrators (entropy, percentile) need: same batch size and width throughout."""
     queries, texts = ["a"] * 5, ["short", "a much longer product title here", "x", "y", "z"]
-    reader = pair_reader(tokenizer, queries, texts, ["input_ids", "attention_mask", "token_type_ids"], batch_size=2,
-                         uniform=True)
+    reader = pair_reader(
+        tokenizer, queries, texts, ["input_ids", "attention_mask", "token_type_ids"], batch_size=2, uniform=True
+    )
     batches = list(iter(reader.get_next, None))
     assert len(batches) == 3 and len({b["input_ids"].shape for b in batches}) == 1
     assert all(b["input_ids"].shape == b["attention_mask"].shape == b["token_type_ids"].shape for b in batches)

@@ -37,14 +37,23 @@ max = 64
 
 def test_shipped_profiles_all_load_from_the_package():
     assert PROFILE_DIR.parent.name == "export" and PROFILE_DIR.parent.parent.name == "edgerank"
-    assert {"jetson-orin-fp16", "jetson-orin-int8", "t4-int8", "cpu-avx2-int8", "cpu-avx512-vnni-int8",
-            "arm64-int8"} <= set(available_profiles())
+    assert {
+        "jetson-orin-fp16",
+        "jetson-orin-int8",
+        "t4-int8",
+        "cpu-avx2-int8",
+        "cpu-avx512-vnni-int8",
+        "arm64-int8",
+    } <= set(available_profiles())
     for name in available_profiles():
         p = load_profile(name)
         assert p.batch.min <= p.batch.opt <= p.batch.max and p.sequence.max >= 128
         assert (p.workspace_mb is not None) == (p.target == "tensorrt")
     assert {name: load_profile(f"{name}-int8").target for name in ("cpu-avx2", "cpu-avx512-vnni", "arm64")} == {
-        "cpu-avx2": "cpu-avx2", "cpu-avx512-vnni": "cpu-avx512-vnni", "arm64": "arm64"}
+        "cpu-avx2": "cpu-avx2",
+        "cpu-avx512-vnni": "cpu-avx512-vnni",
+        "arm64": "arm64",
+    }
 
 
 def resolved(**options) -> ExportConfig:
@@ -53,14 +62,17 @@ def resolved(**options) -> ExportConfig:
     return config
 
 
-@pytest.mark.parametrize("options, settings", [
-    ({}, ("portable", True, "int8", True)),
-    ({"target": "cpu-avx2"}, ("cpu-avx2", True, "int8", True)),
-    ({"target": "cpu-avx512-vnni"}, ("cpu-avx512-vnni", False, "int8", True)),
-    ({"target": "arm64"}, ("arm64", False, "int8", True)),
-    ({"target": "arm64", "reduce_range": True, "weight_type": "uint8"}, ("arm64", True, "uint8", True)),
-    ({"profile": "cpu-avx512-vnni-int8"}, ("cpu-avx512-vnni", False, "int8", True)),
-])
+@pytest.mark.parametrize(
+    "options, settings",
+    [
+        ({}, ("portable", True, "int8", True)),
+        ({"target": "cpu-avx2"}, ("cpu-avx2", True, "int8", True)),
+        ({"target": "cpu-avx512-vnni"}, ("cpu-avx512-vnni", False, "int8", True)),
+        ({"target": "arm64"}, ("arm64", False, "int8", True)),
+        ({"target": "arm64", "reduce_range": True, "weight_type": "uint8"}, ("arm64", True, "uint8", True)),
+        ({"profile": "cpu-avx512-vnni-int8"}, ("cpu-avx512-vnni", False, "int8", True)),
+    ],
+)
 def test_int8_settings_come_from_the_named_target(options, settings):
     config = resolved(precision="int8-dynamic", **options)
     assert (config.target, config.reduce_range, config.weight_type, config.per_channel) == settings
@@ -80,21 +92,41 @@ def test_portable_is_the_conservative_preset_and_fp32_takes_none():
 
 def int8_weight_peak(graph) -> int:
     """The largest |value| among the graph's int8 weight tensors: at most 64 with 7-bit weights."""
-    tensors = [numpy_helper.to_array(t) for t in onnx.load(str(graph)).graph.initializer
-               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
+    tensors = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(graph)).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2
+    ]
     return int(max(np.abs(t.astype(np.int16)).max() for t in tensors))
 
 
-@pytest.mark.parametrize("args, target, reduce_range", [
-    ([], "portable", True),
-    (["--target", "cpu-avx512-vnni"], "cpu-avx512-vnni", False),
-])
-def test_cli_target_picks_the_weights_and_the_manifest_records_it(tiny_cross_encoder, tmp_path, args, target,
-                                                                   reduce_range):
+@pytest.mark.parametrize(
+    "args, target, reduce_range",
+    [
+        ([], "portable", True),
+        (["--target", "cpu-avx512-vnni"], "cpu-avx512-vnni", False),
+    ],
+)
+def test_cli_target_picks_the_weights_and_the_manifest_records_it(
+    tiny_cross_encoder, tmp_path, args, target, reduce_range
+):
     out = tmp_path / "art"
-    result = CliRunner().invoke(main, ["export", "--model", str(tiny_cross_encoder), "--out", str(out),
-                                       "--precision", "int8-dynamic", "--max-length", "32", "--allow-untrained-head",
-                                       *args])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--model",
+            str(tiny_cross_encoder),
+            "--out",
+            str(out),
+            "--precision",
+            "int8-dynamic",
+            "--max-length",
+            "32",
+            "--allow-untrained-head",
+            *args,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"int8 settings for {target}: int8 weights, {7 if reduce_range else 8}-bit, per-channel" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -128,15 +160,18 @@ def test_engine_flags_per_precision():
         engine_flags("int8-dynamic")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("precision = \"fp16\"", "precision = \"int4\""), "field 'precision': 'int4' is not one of"),
-    (("target = \"tensorrt\"", "target = \"tpu\""), "field 'target'"),
-    (("opt = 8", "opt = 64"), "need min <= opt <= max, got 1 / 64 / 32"),
-    (("min = 1", "min = 0"), "shapes.batch.min': expected a positive integer"),
-    (("workspace_mb = 512", ""), "field 'workspace_mb': expected a positive integer, got None"),
-    (("[shapes.sequence]", "[shapes.seq]"), r"missing table \[shapes.sequence\]"),
-    (("description", "description = = "), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('precision = "fp16"', 'precision = "int4"'), "field 'precision': 'int4' is not one of"),
+        (('target = "tensorrt"', 'target = "tpu"'), "field 'target'"),
+        (("opt = 8", "opt = 64"), "need min <= opt <= max, got 1 / 64 / 32"),
+        (("min = 1", "min = 0"), "shapes.batch.min': expected a positive integer"),
+        (("workspace_mb = 512", ""), "field 'workspace_mb': expected a positive integer, got None"),
+        (("[shapes.sequence]", "[shapes.seq]"), r"missing table \[shapes.sequence\]"),
+        (("description", "description = = "), "not valid TOML"),
+    ],
+)
 def test_bad_profiles_name_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
     path.write_text(VALID.replace(*edit, 1))

@@ -8,15 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from catalog_fixtures import *  # noqa: F401,F403
 from click.testing import CliRunner
 
 from edgerank.artifact import load_artifact
 from edgerank.cli import main
 from edgerank.export import ExportError, export_artifact
 from edgerank.export.scoring import ort_session
-
-from catalog_fixtures import *  # noqa: F401,F403
-
 
 IDS = np.array([[101, 2417, 6153, 102, 0], [101, 2417, 102, 0, 0]], dtype=np.int64)
 
@@ -77,8 +75,18 @@ def test_tower_export_refuses_what_does_not_apply_and_writes_nothing(tower_stude
 
 
 def test_export_cli_picks_the_towers_by_the_folder(tower_students, tiny_judged_csv, tmp_path):
-    result = CliRunner().invoke(main, ["export", "--model", str(tower_students["bi-encoder"]), "--out",
-                                       str(tmp_path / "art"), "--eval-data", str(tiny_judged_csv)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--model",
+            str(tower_students["bi-encoder"]),
+            "--out",
+            str(tmp_path / "art"),
+            "--eval-data",
+            str(tiny_judged_csv),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "parity fp32 vs torch" in result.output and "quality on 12 queries" in result.output
     assert load_artifact(tmp_path / "art").manifest["quality"]["passed"] is True

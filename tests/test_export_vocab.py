@@ -8,16 +8,15 @@ import json
 
 import numpy as np
 import pytest
+from catalog_fixtures import *  # noqa: F401,F403
 from click.testing import CliRunner
+from conftest import tiny_judged_rows, write_csv
 
 from edgerank.artifact import load_artifact
 from edgerank.cli import main
 from edgerank.export import ExportError, export_artifact
 from edgerank.export.vocab import kept_ids, prune_vocabulary, vocabulary_texts
 from edgerank.runtime import Ranker
-
-from catalog_fixtures import *  # noqa: F401,F403
-from conftest import tiny_judged_rows, write_csv
 
 
 def _source_scores(model_dir, queries, texts, max_length=32) -> np.ndarray:
@@ -27,10 +26,23 @@ def _source_scores(model_dir, queries, texts, max_length=32) -> np.ndarray:
 
 
 def test_pruned_artifact_scores_the_shops_text_exactly_and_is_smaller(tiny_cross_encoder, tiny_judged_csv, tmp_path):
-    full = export_artifact(tiny_cross_encoder, tmp_path / "full", "fp32", max_length=32, require_head=False,
-                           calibration=str(tiny_judged_csv))
-    pruned = export_artifact(tiny_cross_encoder, tmp_path / "pruned", "fp32", max_length=32, require_head=False,
-                             calibration=str(tiny_judged_csv), prune_vocab=(str(tiny_judged_csv),))
+    full = export_artifact(
+        tiny_cross_encoder,
+        tmp_path / "full",
+        "fp32",
+        max_length=32,
+        require_head=False,
+        calibration=str(tiny_judged_csv),
+    )
+    pruned = export_artifact(
+        tiny_cross_encoder,
+        tmp_path / "pruned",
+        "fp32",
+        max_length=32,
+        require_head=False,
+        calibration=str(tiny_judged_csv),
+        prune_vocab=(str(tiny_judged_csv),),
+    )
     vocab = load_artifact(pruned).manifest["tokenizer"]["vocabulary"]
     assert vocab["of"] == 30522 and vocab["used_by_texts"] < 60 and vocab["kept"] < 2100
     assert vocab["unchanged_parity_pairs"] == 1.0  # parity pairs come from the same table
@@ -49,8 +61,14 @@ def test_pruned_artifact_scores_the_shops_text_exactly_and_is_smaller(tiny_cross
 def test_unseen_words_are_spelled_from_kept_pieces_not_unk(tiny_cross_encoder, tiny_judged_csv, tmp_path):
     from tokenizers import Tokenizer
 
-    out = export_artifact(tiny_cross_encoder, tmp_path / "pruned", "fp32", max_length=32, require_head=False,
-                          prune_vocab=(str(tiny_judged_csv),))
+    out = export_artifact(
+        tiny_cross_encoder,
+        tmp_path / "pruned",
+        "fp32",
+        max_length=32,
+        require_head=False,
+        prune_vocab=(str(tiny_judged_csv),),
+    )
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     tok.no_padding()  # the packaged file pads to 128, like the unpruned one; the runtime turns it off
     pieces = tok.encode("quixotic wrench", add_special_tokens=False).tokens
@@ -67,12 +85,21 @@ def test_gate_compares_the_pruned_export_with_the_unpruned_source(tiny_cross_enc
     from edgerank.modeling import load_cross_encoder, load_tokenizer
 
     catalog = write_csv(tmp_path / "catalog.csv", [{"product_id": "p1", "product_title": "Red Cordless Drill"}])
-    out = export_artifact(tiny_cross_encoder, tmp_path / "art", "int8-dynamic", max_length=32, require_head=False,
-                          eval_data=str(tiny_judged_csv), max_quality_drop=10.0, min_agreement=0.0,
-                          prune_vocab=(str(catalog),))
+    out = export_artifact(
+        tiny_cross_encoder,
+        tmp_path / "art",
+        "int8-dynamic",
+        max_length=32,
+        require_head=False,
+        eval_data=str(tiny_judged_csv),
+        max_quality_drop=10.0,
+        min_agreement=0.0,
+        prune_vocab=(str(catalog),),
+    )
     m = load_artifact(out).manifest
-    source = evaluate_model(load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder),
-                            str(tiny_judged_csv), max_length=32)
+    source = evaluate_model(
+        load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder), str(tiny_judged_csv), max_length=32
+    )
     assert m["quality"]["fp32"]["ndcg@10"] == pytest.approx(source["model"]["ndcg@10"], abs=1e-6)
     assert m["tokenizer"]["vocabulary"]["unchanged_parity_pairs"] < 1.0
     assert m["parity"]["fp32"]["max_abs_diff"] < 1e-4  # the export itself is exact on the pruned model
@@ -81,8 +108,10 @@ def test_gate_compares_the_pruned_export_with_the_unpruned_source(tiny_cross_enc
 def test_catalog_reads_as_vocabulary_source_and_kept_ids_hold_the_fallback(tiny_cross_encoder, tmp_path):
     from edgerank.modeling import load_tokenizer
 
-    catalog = write_csv(tmp_path / "catalog.csv", [{"product_id": "p1", "product_title": "Garden Hose"},
-                                                   {"product_id": "p2", "product_title": "Door Hinge"}])
+    catalog = write_csv(
+        tmp_path / "catalog.csv",
+        [{"product_id": "p1", "product_title": "Garden Hose"}, {"product_id": "p2", "product_title": "Door Hinge"}],
+    )
     assert vocabulary_texts([catalog]) == ["Garden Hose", "Door Hinge"]
     tokenizer = load_tokenizer(tiny_cross_encoder)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -109,14 +138,31 @@ def test_non_wordpiece_tokenizer_and_empty_text_are_refused(tiny_cross_encoder):
 
 def test_catalog_students_refuse_pruning(tower_students, tmp_path, tiny_judged_csv):
     with pytest.raises(ExportError, match="cross-encoders only"):
-        export_artifact(tower_students["late-interaction"], tmp_path / "t", "fp32", max_length=32,
-                        prune_vocab=(str(tiny_judged_csv),))
+        export_artifact(
+            tower_students["late-interaction"],
+            tmp_path / "t",
+            "fp32",
+            max_length=32,
+            prune_vocab=(str(tiny_judged_csv),),
+        )
     assert not (tmp_path / "t").exists()
 
 
 def test_cli_prune_vocab_reports_what_was_kept(tiny_cross_encoder, tiny_judged_csv, tmp_path):
-    result = CliRunner().invoke(main, ["export", "--model", str(tiny_cross_encoder), "--out", str(tmp_path / "a"),
-                                       "--allow-untrained-head", "--max-length", "32",
-                                       "--prune-vocab", str(tiny_judged_csv)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--model",
+            str(tiny_cross_encoder),
+            "--out",
+            str(tmp_path / "a"),
+            "--allow-untrained-head",
+            "--max-length",
+            "32",
+            "--prune-vocab",
+            str(tiny_judged_csv),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "vocabulary pruned to" in result.output and "of 30,522 wordpieces" in result.output

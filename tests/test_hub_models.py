@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import edgerank_script
+
 from edgerank.modeling import ModelError, resolve_model
 
 REPO_ID = "some-org/tiny-model"
@@ -42,15 +42,30 @@ def offline_env(home: Path) -> dict[str, str]:
 
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([edgerank_script(), *args], env=offline_env(home), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [edgerank_script(), *args], env=offline_env(home), capture_output=True, text=True, timeout=300
+    )
 
 
 def test_teacher_trains_on_a_hub_id_from_the_offline_cache(tmp_path, tiny_cross_encoder, tiny_judged_csv):
     snapshot = write_hub_cache(tmp_path / "hf", REPO_ID, tiny_cross_encoder)
     out = tmp_path / "teacher"
-    result = run_cli(tmp_path / "hf", "teacher", "--train", str(tiny_judged_csv), "--out", str(out),
-                     "--backbone", REPO_ID, "--epochs", "0.5", "--batch-size", "8", "--max-length", "32")
+    result = run_cli(
+        tmp_path / "hf",
+        "teacher",
+        "--train",
+        str(tiny_judged_csv),
+        "--out",
+        str(out),
+        "--backbone",
+        REPO_ID,
+        "--epochs",
+        "0.5",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "metrics.json").read_text())["backbone"] == str(snapshot)
     assert (out / "model.safetensors").is_file()

@@ -11,16 +11,29 @@ import numpy as np
 import pytest
 
 from edgerank.core import QueryGroup
-from edgerank.metrics import (BM25Baseline, agreement, evaluate, gain_kept, gain_kept_interval, mrr_at_k, ndcg_at_k,
-                              ndcg_per_query)
+from edgerank.metrics import (
+    BM25Baseline,
+    agreement,
+    evaluate,
+    gain_kept,
+    gain_kept_interval,
+    mrr_at_k,
+    ndcg_at_k,
+    ndcg_per_query,
+)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the `test` extra")
 
 
 def _group(query: str, texts: list[str], labels: list[float] | None = None) -> QueryGroup:
-    return QueryGroup(query_id=query, query=query, product_ids=tuple(texts), texts=tuple(texts),
-                      labels=None if labels is None else np.asarray(labels, dtype=np.float64),
-                      rows=np.arange(len(texts)))
+    return QueryGroup(
+        query_id=query,
+        query=query,
+        product_ids=tuple(texts),
+        texts=tuple(texts),
+        labels=None if labels is None else np.asarray(labels, dtype=np.float64),
+        rows=np.arange(len(texts)),
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 10])
@@ -48,8 +61,8 @@ def test_ndcg_ties_are_averaged_not_broken_by_position():
 
 def test_mrr_counts_the_first_relevant_product():
     gains = np.array([0.0, 2.0, 0.0, 1.0])
-    assert mrr_at_k(gains, np.array([4.0, 3.0, 2.0, 1.0])) == 0.5      # order: 0, 1(relevant) ...
-    assert mrr_at_k(gains, np.array([0.0, 1.0, 3.0, 2.0])) == 0.5      # order: 2, 3(relevant, gain 1) ...
+    assert mrr_at_k(gains, np.array([4.0, 3.0, 2.0, 1.0])) == 0.5  # order: 0, 1(relevant) ...
+    assert mrr_at_k(gains, np.array([0.0, 1.0, 3.0, 2.0])) == 0.5  # order: 2, 3(relevant, gain 1) ...
     assert mrr_at_k(gains, np.array([1.0, 0.0, 9.0, 0.0])) == pytest.approx(1 / 3)  # 2, 0, then a relevant one
     assert mrr_at_k(gains, np.array([9.0, 0.0, 8.0, 0.0]), k=2) == 0.0  # nothing relevant in the top 2
     assert mrr_at_k(np.zeros(3), np.arange(3.0)) == 0.0  # no relevant product at all
@@ -72,8 +85,11 @@ def test_mrr_of_tied_scores_is_the_mean_over_every_tie_break():
 
 
 def test_evaluate_averages_over_queries_with_two_labels_only():
-    groups = [_group("a", ["x", "y"], [1.0, 0.0]), _group("b", ["x", "y"], [1.0, 1.0]),
-              _group("c", ["x", "y", "z"], [0.0, 0.0, 1.0])]
+    groups = [
+        _group("a", ["x", "y"], [1.0, 0.0]),
+        _group("b", ["x", "y"], [1.0, 1.0]),
+        _group("c", ["x", "y", "z"], [0.0, 0.0, 1.0]),
+    ]
     scores = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([3.0, 2.0, 1.0])]
     report = evaluate(groups, scores)
     assert report["queries"] == 2
@@ -91,8 +107,11 @@ def test_gain_kept_is_the_share_of_the_teachers_improvement():
 
 
 def test_ndcg_per_query_lists_the_queries_evaluate_averages():
-    groups = [_group("a", ["x", "y"], [1.0, 0.0]), _group("b", ["x", "y"], [1.0, 1.0]),
-              _group("c", ["x", "y", "z"], [0.0, 0.0, 1.0])]
+    groups = [
+        _group("a", ["x", "y"], [1.0, 0.0]),
+        _group("b", ["x", "y"], [1.0, 1.0]),
+        _group("c", ["x", "y", "z"], [0.0, 0.0, 1.0]),
+    ]
     scores = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([3.0, 2.0, 1.0])]
     per_query = ndcg_per_query(groups, scores)
     assert per_query.tolist() == pytest.approx([1.0, 0.5])  # query b has one label and is left out
@@ -133,8 +152,10 @@ def test_agreement_kendall_tau_and_top_overlap():
 
 
 def test_bm25_ranks_an_exact_term_match_above_an_unrelated_product():
-    groups = [_group("cordless drill", ["Makita Cordless Drill 18V", "Garden Hose 50 ft", "Paint Roller"]),
-              _group("garden hose", ["Garden Hose 50 ft", "Makita Cordless Drill 18V"])]
+    groups = [
+        _group("cordless drill", ["Makita Cordless Drill 18V", "Garden Hose 50 ft", "Paint Roller"]),
+        _group("garden hose", ["Garden Hose 50 ft", "Makita Cordless Drill 18V"]),
+    ]
     scores = BM25Baseline().score(groups)
     assert scores[0][0] > 0 and scores[0][0] > scores[0][1] == scores[0][2] == 0.0
     assert scores[1][0] > scores[1][1] == 0.0
@@ -143,9 +164,11 @@ def test_bm25_ranks_an_exact_term_match_above_an_unrelated_product():
 def test_bm25_scores_equal_a_bm25s_index_built_directly():
     import bm25s
 
-    groups = [_group("red cordless drill", ["Red Cordless Drill Kit", "Blue Drill", "Red Paint", "Drill Bits"]),
-              _group("paint roller", ["Red Paint", "Paint Roller Cover 9 in.", "Roller Skates"]),
-              _group("the", ["The Drill"])]  # a query of stopwords only scores zero everywhere
+    groups = [
+        _group("red cordless drill", ["Red Cordless Drill Kit", "Blue Drill", "Red Paint", "Drill Bits"]),
+        _group("paint roller", ["Red Paint", "Paint Roller Cover 9 in.", "Roller Skates"]),
+        _group("the", ["The Drill"]),
+    ]  # a query of stopwords only scores zero everywhere
     ours = BM25Baseline(k1=1.2, b=0.6).score(groups)
 
     corpus = sorted({t for g in groups for t in g.texts})
@@ -156,9 +179,11 @@ def test_bm25_scores_equal_a_bm25s_index_built_directly():
         if not query_tokens.vocab:
             np.testing.assert_array_equal(got, np.zeros(len(g.texts)))
             continue
-        docs, scores = index.retrieve(bm25s.tokenize([g.query], stopwords="en", return_ids=False,
-                                                     show_progress=False),
-                                      k=len(corpus), show_progress=False)
+        docs, scores = index.retrieve(
+            bm25s.tokenize([g.query], stopwords="en", return_ids=False, show_progress=False),
+            k=len(corpus),
+            show_progress=False,
+        )
         by_doc = dict(zip(docs[0].tolist(), scores[0].tolist()))
         expected = [by_doc[corpus.index(t)] for t in g.texts]
         np.testing.assert_allclose(got, expected, rtol=1e-6)
@@ -166,8 +191,10 @@ def test_bm25_scores_equal_a_bm25s_index_built_directly():
 
 
 def test_importing_the_metrics_loads_neither_pandas_nor_torch():
-    code = ("import sys, edgerank.metrics, edgerank.core.compare, edgerank.core.serving; "
-            "print(sorted(m for m in ('pandas', 'torch', 'scipy', 'bm25s') if m in sys.modules))")
+    code = (
+        "import sys, edgerank.metrics, edgerank.core.compare, edgerank.core.serving; "
+        "print(sorted(m for m in ('pandas', 'torch', 'scipy', 'bm25s') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -30,8 +30,13 @@ def test_fuzz_catches_a_bug(rt_ranker, monkeypatch):
 @pytest.mark.slow
 def test_served_load_with_hostile_clients(rt_artifact):
     products = catalog(120)
-    report = load.run(rt_artifact, products, clients=8, seconds=6, serve_args=("--threads", "1", "--idle-timeout", "2",
-                                                                              "--body-timeout", "2"))
+    report = load.run(
+        rt_artifact,
+        products,
+        clients=8,
+        seconds=6,
+        serve_args=("--threads", "1", "--idle-timeout", "2", "--body-timeout", "2"),
+    )
     assert report["good_requests"] > 20 and report["hostile_requests"] > 0
     assert report["resets"] == 0 and report["server_errors"] == 0, report["good_outcomes"]
     assert all(k.split(": ")[1][:1] in "4c" for k in report["hostile_outcomes"]), report["hostile_outcomes"]

@@ -23,11 +23,19 @@ def test_scores_match_torch_model(rt_ranker, tiny_cross_encoder):
     tokenizing (torch reads them whole)."""
     from edgerank.modeling import load_cross_encoder, load_tokenizer, score_pairs
 
-    texts = [p["title"] + " " + p["description"] for p in catalog(12)] + ["steel kit " * 80, "x",
-                                                                           "brass  hinge\n" * 2000]
+    texts = [p["title"] + " " + p["description"] for p in catalog(12)] + [
+        "steel kit " * 80,
+        "x",
+        "brass  hinge\n" * 2000,
+    ]
     queries = [QUERIES[i % 3] for i in range(len(texts))]
-    expected = score_pairs(load_cross_encoder(tiny_cross_encoder), load_tokenizer(tiny_cross_encoder),
-                           queries, texts, max_length=MAX_LENGTH)
+    expected = score_pairs(
+        load_cross_encoder(tiny_cross_encoder),
+        load_tokenizer(tiny_cross_encoder),
+        queries,
+        texts,
+        max_length=MAX_LENGTH,
+    )
     got = rt_ranker.score(list(zip(queries, texts)))
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
@@ -88,10 +96,13 @@ def test_deterministic_across_calls_and_processes(rt_ranker, rt_artifact):
     products = catalog(20)
     first = rt_ranker.rank("blue hose kit", products).to_dict()
     assert all(rt_ranker.rank("blue hose kit", products).to_dict() == first for _ in range(3))
-    code = ("import json,sys; from edgerank.runtime import Ranker; "
-            "r = Ranker.load(sys.argv[1], threads=1); print(json.dumps(r.rank('blue hose kit', json.loads(sys.argv[2])).to_dict()))")
-    out = subprocess.run([sys.executable, "-c", code, str(rt_artifact), json.dumps(products)],
-                         capture_output=True, text=True, check=True).stdout
+    code = (
+        "import json,sys; from edgerank.runtime import Ranker; "
+        "r = Ranker.load(sys.argv[1], threads=1); print(json.dumps(r.rank('blue hose kit', json.loads(sys.argv[2])).to_dict()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(rt_artifact), json.dumps(products)], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == json.loads(json.dumps(first))
 
 
@@ -120,29 +131,32 @@ def test_batches_are_capped_and_length_bucketed(rt_artifact):
     np.testing.assert_allclose([i.relevance for i in result], [by_id[i.id] for i in result], atol=1e-5)
 
 
-@pytest.mark.parametrize("query, products, kwargs, message", [
-    ("", [{"id": 1, "title": "t"}], {}, "query: empty"),
-    ("   ", [{"id": 1, "title": "t"}], {}, "query: empty"),
-    (None, [{"id": 1, "title": "t"}], {}, "query: missing"),
-    (b"drill", [{"id": 1, "title": "t"}], {}, "query: expected a string"),
-    ("drill", [], {}, "empty list"),
-    ("drill", "not a list", {}, "expected a list"),
-    ("drill", {"id": 1, "title": "t"}, {}, "expected a list"),
-    ("drill", [{"title": "t"}], {}, "product 0: no 'id'"),
-    ("drill", [{"id": 1.5, "title": "t"}], {}, "expected a string or integer"),
-    ("drill", [{"id": True, "title": "t"}], {}, "expected a string or integer"),
-    ("drill", [{"id": 1}], {}, "field 'title': missing"),
-    ("drill", [{"id": 1, "title": " "}], {}, "field 'title': empty"),
-    ("drill", [{"id": 1, "title": 3}], {}, "field 'title': expected a string, got int"),
-    ("drill", [{"id": 1, "title": "t", "description": ["x"]}], {}, "field 'description': expected a string"),
-    ("drill", [{"id": 1, "title": "t"}, {"id": "1", "title": "u"}], {}, "duplicate id (also product 0)"),
-    ("drill", [{"id": 1, "title": "bad \ud800 text"}], {}, "lone surrogate"),
-    ("drill", [{"id": 1, "title": "t"}], {"top_k": 0}, "top_k must be a positive integer"),
-    ("drill", [{"id": 1, "title": "t"}], {"top_k": "3"}, "top_k must be a positive integer"),
-    ("drill", [{"id": 1, "title": "t"}], {"explain": "yes"}, "explain must be true or false"),
-    ("drill", [{"id": 1, "title": "t"}], {"blend": {"signals": {"x": "heavy"}}}, "weight must be a number between"),
-    ("drill", [{"id": 1, "title": "t"}], {"blend": 3}, "expected a Blend, dict or file path"),
-])
+@pytest.mark.parametrize(
+    "query, products, kwargs, message",
+    [
+        ("", [{"id": 1, "title": "t"}], {}, "query: empty"),
+        ("   ", [{"id": 1, "title": "t"}], {}, "query: empty"),
+        (None, [{"id": 1, "title": "t"}], {}, "query: missing"),
+        (b"drill", [{"id": 1, "title": "t"}], {}, "query: expected a string"),
+        ("drill", [], {}, "empty list"),
+        ("drill", "not a list", {}, "expected a list"),
+        ("drill", {"id": 1, "title": "t"}, {}, "expected a list"),
+        ("drill", [{"title": "t"}], {}, "product 0: no 'id'"),
+        ("drill", [{"id": 1.5, "title": "t"}], {}, "expected a string or integer"),
+        ("drill", [{"id": True, "title": "t"}], {}, "expected a string or integer"),
+        ("drill", [{"id": 1}], {}, "field 'title': missing"),
+        ("drill", [{"id": 1, "title": " "}], {}, "field 'title': empty"),
+        ("drill", [{"id": 1, "title": 3}], {}, "field 'title': expected a string, got int"),
+        ("drill", [{"id": 1, "title": "t", "description": ["x"]}], {}, "field 'description': expected a string"),
+        ("drill", [{"id": 1, "title": "t"}, {"id": "1", "title": "u"}], {}, "duplicate id (also product 0)"),
+        ("drill", [{"id": 1, "title": "bad \ud800 text"}], {}, "lone surrogate"),
+        ("drill", [{"id": 1, "title": "t"}], {"top_k": 0}, "top_k must be a positive integer"),
+        ("drill", [{"id": 1, "title": "t"}], {"top_k": "3"}, "top_k must be a positive integer"),
+        ("drill", [{"id": 1, "title": "t"}], {"explain": "yes"}, "explain must be true or false"),
+        ("drill", [{"id": 1, "title": "t"}], {"blend": {"signals": {"x": "heavy"}}}, "weight must be a number between"),
+        ("drill", [{"id": 1, "title": "t"}], {"blend": 3}, "expected a Blend, dict or file path"),
+    ],
+)
 def test_bad_input_names_the_problem(rt_ranker, query, products, kwargs, message):
     with pytest.raises(RankerInputError) as e:
         rt_ranker.rank(query, products, **kwargs)
@@ -151,8 +165,12 @@ def test_bad_input_names_the_problem(rt_ranker, query, products, kwargs, message
 
 def test_score_validates_pairs(rt_ranker):
     assert rt_ranker.score([]).shape == (0,)
-    for bad, message in [("drill", "expected a list"), ([("drill",)], "pair 0"), ([("q", 3)], "pair 0: text"),
-                         ([("", "t")], "pair 0: query: empty")]:
+    for bad, message in [
+        ("drill", "expected a list"),
+        ([("drill",)], "pair 0"),
+        ([("q", 3)], "pair 0: text"),
+        ([("", "t")], "pair 0: query: empty"),
+    ]:
         with pytest.raises(RankerInputError) as e:
             rt_ranker.score(bad)
         assert message in str(e.value)
@@ -207,6 +225,7 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(rt_artifact, tmp_path
     pytest.importorskip("onnxruntime")
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("tensorrt is installed here; this test covers its absence")
     except ImportError:
         pass
@@ -217,10 +236,12 @@ def test_tensorrt_backend_without_tensorrt_names_the_extra(rt_artifact, tmp_path
 
 
 def test_runtime_imports_no_training_stack(rt_artifact):
-    code = ("import sys, edgerank.runtime as r; r.Ranker.load(sys.argv[1]).rank('q', [{'id': 1, 'title': 't'}]); "
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'pandas', 'click'} "
-            "| {m for m in sys.modules if m.startswith(('edgerank.train', 'edgerank.export', 'edgerank.data'))}); "
-            "print(','.join(bad))")
+    code = (
+        "import sys, edgerank.runtime as r; r.Ranker.load(sys.argv[1]).rank('q', [{'id': 1, 'title': 't'}]); "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'pandas', 'click'} "
+        "| {m for m in sys.modules if m.startswith(('edgerank.train', 'edgerank.export', 'edgerank.data'))}); "
+        "print(','.join(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(rt_artifact)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 

@@ -11,8 +11,7 @@ from runtime_fixtures import catalog, rt_artifact, rt_ranker  # noqa: F401
 from edgerank.runtime import Blend, RankerInputError
 from edgerank.runtime.blend import relevance_probability
 
-WEIGHTS = {"signals": {"in_stock": 0.10, "margin": 0.05,
-                       "cheap": {"field": "price", "band": [0, 20], "weight": 0.02}}}
+WEIGHTS = {"signals": {"in_stock": 0.10, "margin": 0.05, "cheap": {"field": "price", "band": [0, 20], "weight": 0.02}}}
 
 
 def test_blend_formula_on_every_item(rt_ranker):
@@ -46,8 +45,10 @@ def test_a_strong_signal_reorders_and_relevance_stays_visible(rt_ranker):
 
 
 def test_blend_reads_csv_style_strings(rt_ranker):
-    products = [{"id": "a", "title": "drill", "in_stock": "true", "margin": "0.3"},
-                {"id": "b", "title": "drill kit", "in_stock": "no", "margin": ""}]
+    products = [
+        {"id": "a", "title": "drill", "in_stock": "true", "margin": "0.3"},
+        {"id": "b", "title": "drill kit", "in_stock": "no", "margin": ""},
+    ]
     result = rt_ranker.rank("drill", products, blend={"signals": {"in_stock": 1.0, "margin": 1.0}})
     got = {i.id: i.signals for i in result}
     assert got == {"a": {"in_stock": 1.0, "margin": 0.3}, "b": {"in_stock": 0.0}}
@@ -58,22 +59,26 @@ def test_blend_from_json_and_toml_files(tmp_path):
     j = tmp_path / "shop.json"
     j.write_text(json.dumps(WEIGHTS))
     t = tmp_path / "shop.toml"
-    t.write_text('[signals]\nin_stock = 0.10\nmargin = 0.05\n[signals.cheap]\nfield = "price"\nband = [0, 20]\n'
-                 "weight = 0.02\n")
+    t.write_text(
+        '[signals]\nin_stock = 0.10\nmargin = 0.05\n[signals.cheap]\nfield = "price"\nband = [0, 20]\nweight = 0.02\n'
+    )
     assert Blend.from_file(j) == Blend.from_file(t) == Blend.from_dict(WEIGHTS)
     assert Blend.from_dict(Blend.from_dict(WEIGHTS).to_dict()) == Blend.from_dict(WEIGHTS)
 
 
-@pytest.mark.parametrize("config, message", [
-    ({}, "expected {'signals'"),
-    ({"signals": {}}, "expected {'signals'"),
-    ({"signals": {"x": 1}, "temperature": 2}, "unknown key(s) temperature"),
-    ({"signals": {"x": float("nan")}}, "weight must be a number between"),
-    ({"signals": {"x": 10 ** 400}}, "weight must be a number between"),
-    ({"signals": {"x": {"weight": 1, "band": [5, 1]}}}, "band must be [low, high]"),
-    ({"signals": {"x": {"weight": 1, "colour": "red"}}}, "unknown key(s) colour"),
-    ({"signals": {"x": {"weight": 1, "field": ""}}}, "field must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({}, "expected {'signals'"),
+        ({"signals": {}}, "expected {'signals'"),
+        ({"signals": {"x": 1}, "temperature": 2}, "unknown key(s) temperature"),
+        ({"signals": {"x": float("nan")}}, "weight must be a number between"),
+        ({"signals": {"x": 10**400}}, "weight must be a number between"),
+        ({"signals": {"x": {"weight": 1, "band": [5, 1]}}}, "band must be [low, high]"),
+        ({"signals": {"x": {"weight": 1, "colour": "red"}}}, "unknown key(s) colour"),
+        ({"signals": {"x": {"weight": 1, "field": ""}}}, "field must be a non-empty string"),
+    ],
+)
 def test_bad_blend_configs(config, message):
     with pytest.raises(RankerInputError) as e:
         Blend.from_dict(config)
@@ -89,8 +94,15 @@ def test_bad_blend_files(tmp_path):
         Blend.from_file(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("value, message", [("lots", "not a number or true/false"), (1.5, "outside 0..1"),
-                                            ([1], "expected a number or boolean"), ("inf", "not a finite number")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("lots", "not a number or true/false"),
+        (1.5, "outside 0..1"),
+        ([1], "expected a number or boolean"),
+        ("inf", "not a finite number"),
+    ],
+)
 def test_bad_signal_values_name_product_and_field(rt_ranker, value, message):
     products = [{"id": "a", "title": "drill", "margin": value}]
     with pytest.raises(RankerInputError) as e:
@@ -105,7 +117,7 @@ def test_explanations_are_score_drops_without_each_word(rt_ranker):
         words = [w for w, _ in item.explanation]
         assert words == ["red", "cordless", "drill"]
         text = item.product["title"] + (" " + item.product["description"] if item.product["description"] else "")
-        for i, (word, drop) in enumerate(item.explanation):
+        for i, (_word, drop) in enumerate(item.explanation):
             occluded = " ".join(w for j, w in enumerate(words) if j != i)
             assert drop == pytest.approx(item.relevance - float(rt_ranker.score([(occluded, text)])[0]), abs=1e-5)
     assert all(i.explanation is None for i in rt_ranker.rank("red cordless drill", products))

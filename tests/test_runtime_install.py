@@ -20,9 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-
 from catalog_fixtures import tower_artifacts, tower_students  # noqa: F401
+from packaging.requirements import Requirement
 from runtime_fixtures import rt_artifact  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,19 +30,20 @@ HEAVY = ("torch", "transformers", "pandas", "accelerate", "scipy")
 #: Loaded by no runtime command: the data, training and export layers.
 TRAINING_LAYERS = ("edgerank.data", "edgerank.train", "edgerank.export", "edgerank.modeling", "edgerank.evaluate")
 
-RANK_AND_REPORT = """
+RANK_AND_REPORT = f"""
 import json, sys
 from edgerank.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy} or m.startswith({layers}))
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)} or m.startswith({TRAINING_LAYERS}))
     print(json.dumps(loaded), file=sys.stderr)
-""".format(heavy=set(HEAVY), layers=TRAINING_LAYERS)
+"""
 
 
-LIST_DISTRIBUTIONS = ("import importlib.metadata as md; "
-                      "print(*sorted(f'{d.name}=={d.version}' for d in md.distributions()))")
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as md; print(*sorted(f'{d.name}=={d.version}' for d in md.distributions()))"
+)
 
 
 def du(path: Path) -> int:
@@ -64,8 +64,12 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copy(REPO / "pyproject.toml", src)
     readme = REPO / "README.md"
     (src / "README.md").write_text(readme.read_text() if readme.exists() else "edgerank\n")
-    subprocess.run(PIP + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        PIP + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return next((tmp / "dist").glob("edgerank-*.whl"))
 
 
@@ -112,18 +116,33 @@ def base_venv(wheel, tmp_path_factory) -> Path:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "edgerank-base-deps.pth").write_text(f"{deps}\n")
-    subprocess.run(PIP + ["--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        PIP + ["--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return venv
 
 
 def run(venv: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """``venv/bin/ARGS[0] ARGS[1:]`` outside the checkout, whose edgerank/ would shadow the installed one."""
-    return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], capture_output=True, text=True,
-                          env=clean_env(), cwd=venv.parent, timeout=120, **kwargs)
+    return subprocess.run(
+        [str(venv / "bin" / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=venv.parent,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def clean_env() -> dict[str, str]:
@@ -132,9 +151,26 @@ def clean_env() -> dict[str, str]:
 
 def test_runtime_commands_load_no_training_layers(rt_artifact, tmp_path):
     """``edgerank rank`` loads the runtime only, even where torch and pandas are installed."""
-    out = subprocess.run([sys.executable, "-c", RANK_AND_REPORT, "rank", "--artifact", str(rt_artifact),
-                          "--query", "red drill", "--products", str(products_csv(tmp_path / "p.csv")), "--json",
-                          "--threads", "1"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RANK_AND_REPORT,
+            "rank",
+            "--artifact",
+            str(rt_artifact),
+            "--query",
+            "red drill",
+            "--products",
+            str(products_csv(tmp_path / "p.csv")),
+            "--json",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(item["id"] for item in json.loads(out.stdout)["items"]) == ["1", "2", "3"]
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
@@ -142,8 +178,9 @@ def test_runtime_commands_load_no_training_layers(rt_artifact, tmp_path):
 
 @pytest.mark.slow
 def test_base_install_is_complete_without_the_training_stack(base_venv):
-    check = subprocess.run(PIP + ["--python", str(base_venv / "bin" / "python"), "check"], capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        PIP + ["--python", str(base_venv / "bin" / "python"), "check"], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr  # every declared requirement is there
     for module in HEAVY:
         assert run(base_venv, "python", "-c", f"import {module}").returncode != 0, f"{module} is importable"
@@ -152,8 +189,20 @@ def test_base_install_is_complete_without_the_training_stack(base_venv):
 
 @pytest.mark.slow
 def test_base_install_ranks_from_the_cli(base_venv, rt_artifact, tmp_path):
-    out = run(base_venv, "edgerank", "rank", "--artifact", str(rt_artifact), "--query", "red drill",
-              "--products", str(products_csv(tmp_path / "p.csv")), "--json", "--threads", "1")
+    out = run(
+        base_venv,
+        "edgerank",
+        "rank",
+        "--artifact",
+        str(rt_artifact),
+        "--query",
+        "red drill",
+        "--products",
+        str(products_csv(tmp_path / "p.csv")),
+        "--json",
+        "--threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert sorted(item["id"] for item in result["items"]) == ["1", "2", "3"]
@@ -163,20 +212,57 @@ def test_base_install_ranks_from_the_cli(base_venv, rt_artifact, tmp_path):
 @pytest.mark.slow
 def test_base_install_indexes_and_searches_a_catalog(base_venv, tower_artifacts, tmp_path):
     artifact = str(tower_artifacts["bi-encoder"])
-    built = run(base_venv, "edgerank", "index", "--artifact", artifact, "--products",
-                str(products_csv(tmp_path / "p.csv")), "--out", str(tmp_path / "index"), "--threads", "1")
+    built = run(
+        base_venv,
+        "edgerank",
+        "index",
+        "--artifact",
+        artifact,
+        "--products",
+        str(products_csv(tmp_path / "p.csv")),
+        "--out",
+        str(tmp_path / "index"),
+        "--threads",
+        "1",
+    )
     assert built.returncode == 0, built.stderr
-    found = run(base_venv, "edgerank", "search", "--artifact", artifact, "--index", str(tmp_path / "index"),
-                "--query", "red drill", "--json", "--threads", "1")
+    found = run(
+        base_venv,
+        "edgerank",
+        "search",
+        "--artifact",
+        artifact,
+        "--index",
+        str(tmp_path / "index"),
+        "--query",
+        "red drill",
+        "--json",
+        "--threads",
+        "1",
+    )
     assert found.returncode == 0, found.stderr
     assert sorted(item["id"] for item in json.loads(found.stdout)["items"]) == ["1", "2", "3"]
 
 
 @pytest.mark.slow
 def test_base_install_serves(base_venv, rt_artifact):
-    server = subprocess.Popen([str(base_venv / "bin" / "edgerank"), "serve", "--artifact", str(rt_artifact),
-                               "--port", "0", "--threads", "1", "--quiet"], stderr=subprocess.PIPE, text=True,
-                              env=clean_env(), cwd=base_venv.parent)
+    server = subprocess.Popen(
+        [
+            str(base_venv / "bin" / "edgerank"),
+            "serve",
+            "--artifact",
+            str(rt_artifact),
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=base_venv.parent,
+    )
     try:
         line = server.stderr.readline()
         assert " on http://" in line, line
@@ -199,8 +285,13 @@ def test_installed_package_ships_profiles_and_the_optimum_peer(base_venv):
     peer = package / "bench" / "optimum_peer" / "peer.py"
     assert (peer.parent / "requirements.txt").is_file()
     # The peer runs in an environment without edgerank: started bare, it loads and answers.
-    answer = subprocess.run([str(base_venv / "bin" / "python"), "-I", str(peer)], input='{"op": "measure"}\n',
-                            capture_output=True, text=True, timeout=60)
+    answer = subprocess.run(
+        [str(base_venv / "bin" / "python"), "-I", str(peer)],
+        input='{"op": "measure"}\n',
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(answer.stdout) == {"error": "measure before load"}
 
 
@@ -218,8 +309,20 @@ def test_runtime_only_install_from_the_index(wheel, rt_artifact, tmp_path):
     size = du(venv)
     packages = run(venv, "python", "-c", LIST_DISTRIBUTIONS).stdout.split()
     print(f"\nruntime-only venv: {size / 2**20:.1f} MiB; {' '.join(packages)}")
-    out = run(venv, "edgerank", "rank", "--artifact", str(rt_artifact), "--query", "red drill", "--products",
-              str(products_csv(tmp_path / "p.csv")), "--json", "--threads", "1")
+    out = run(
+        venv,
+        "edgerank",
+        "rank",
+        "--artifact",
+        str(rt_artifact),
+        "--query",
+        "red drill",
+        "--products",
+        str(products_csv(tmp_path / "p.csv")),
+        "--json",
+        "--threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(item["id"] for item in json.loads(out.stdout)["items"]) == ["1", "2", "3"]
     assert any(p.startswith("edgerank==") for p in packages)

@@ -30,23 +30,42 @@ def test_sixteen_threads_get_single_threaded_results(rt_ranker):
         assert got == expected[job], job
 
 
-_text = st.one_of(st.text(), st.text(alphabet=st.characters(codec=None), max_size=50),
-                  st.sampled_from(["", " ", "\ud800", "x" * 200_000, "word " * 50_000, "🙂" * 5000, "\u0301" * 1000]))
-_value = st.one_of(_text, st.none(), st.integers(), st.floats(), st.booleans(), st.binary(max_size=8),
-                   st.lists(st.integers(), max_size=2))
+_text = st.one_of(
+    st.text(),
+    st.text(alphabet=st.characters(codec=None), max_size=50),
+    st.sampled_from(["", " ", "\ud800", "x" * 200_000, "word " * 50_000, "🙂" * 5000, "\u0301" * 1000]),
+)
+_value = st.one_of(
+    _text,
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.binary(max_size=8),
+    st.lists(st.integers(), max_size=2),
+)
 _product = st.one_of(
-    st.fixed_dictionaries({"id": st.one_of(st.integers(0, 5), _text), "title": _text},
-                          optional={"description": _value, "in_stock": _value, "price": _value}),
+    st.fixed_dictionaries(
+        {"id": st.one_of(st.integers(0, 5), _text), "title": _text},
+        optional={"description": _value, "in_stock": _value, "price": _value},
+    ),
     st.dictionaries(st.sampled_from(["id", "title", "description", "x"]), _value, max_size=4),
     _value,
 )
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(query=st.one_of(_text, _value), products=st.one_of(st.lists(_product, max_size=6), _value),
-       top_k=st.one_of(st.none(), st.integers(-2, 8), st.floats(), _text), explain=st.one_of(st.booleans(), _value),
-       blend=st.one_of(st.none(), st.just({"signals": {"in_stock": 0.1, "cheap": {"field": "price", "band": [0, 9]}}}),
-                       st.dictionaries(_text, _value, max_size=2)))
+@given(
+    query=st.one_of(_text, _value),
+    products=st.one_of(st.lists(_product, max_size=6), _value),
+    top_k=st.one_of(st.none(), st.integers(-2, 8), st.floats(), _text),
+    explain=st.one_of(st.booleans(), _value),
+    blend=st.one_of(
+        st.none(),
+        st.just({"signals": {"in_stock": 0.1, "cheap": {"field": "price", "band": [0, 9]}}}),
+        st.dictionaries(_text, _value, max_size=2),
+    ),
+)
 def test_fuzzed_input_never_crashes(rt_ranker, query, products, top_k, explain, blend):
     try:
         result = rt_ranker.rank(query, products, top_k=top_k, explain=explain, blend=blend)

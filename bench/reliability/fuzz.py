@@ -19,10 +19,48 @@ from typing import Any
 
 from edgerank.runtime import Ranker, RankerInputError
 
-_WORDS = ("drill", "cordless", "hose", "garden", "paint", "roller", "hinge", "brass", "18v", "kit", "white",
-          "led", "bulb", "ceiling", "fan", "vanity", "faucet", "tile", "grout", "mower")
-_ODD = ("", " ", "\x00", "\u200b", "\ufeff", "\ud800", "é", "🔧", "\n\t", "<script>", "' OR 1=1 --", "%s%n",
-        "../../etc/passwd", "\u202e", "ﬀ", "Ⅻ", "\x7f", "\r\n\r\n")
+_WORDS = (
+    "drill",
+    "cordless",
+    "hose",
+    "garden",
+    "paint",
+    "roller",
+    "hinge",
+    "brass",
+    "18v",
+    "kit",
+    "white",
+    "led",
+    "bulb",
+    "ceiling",
+    "fan",
+    "vanity",
+    "faucet",
+    "tile",
+    "grout",
+    "mower",
+)
+_ODD = (
+    "",
+    " ",
+    "\x00",
+    "\u200b",
+    "\ufeff",
+    "\ud800",
+    "é",
+    "🔧",
+    "\n\t",
+    "<script>",
+    "' OR 1=1 --",
+    "%s%n",
+    "../../etc/passwd",
+    "\u202e",
+    "ﬀ",
+    "Ⅻ",
+    "\x7f",
+    "\r\n\r\n",
+)
 
 
 def _text(rng: random.Random, bad: float) -> Any:
@@ -55,8 +93,9 @@ def _product(rng: random.Random, i: int, bad: float) -> Any:
     if rng.random() < 0.4:
         product["description"] = _text(rng, bad)
     if rng.random() < 0.3:
-        product["in_stock"] = rng.choice([True, False, "yes", 1, 0.5, None] if rng.random() >= bad
-                                         else ["maybe", math.inf, 10 ** 400, [1]])
+        product["in_stock"] = rng.choice(
+            [True, False, "yes", 1, 0.5, None] if rng.random() >= bad else ["maybe", math.inf, 10**400, [1]]
+        )
     if rng.random() < 0.3:
         product["price"] = rng.choice([9.99, -1, "12", 1e308, None] if rng.random() >= bad else ["free", math.nan])
     return product
@@ -66,13 +105,25 @@ def _blend(rng: random.Random) -> Any:
     roll = rng.random()
     if roll < 0.8:
         return None
-    weight = rng.choice([0.1, -0.5, 1e300, math.inf, math.nan, "0.2", True, None, 10 ** 400, 999.0])
-    return rng.choice([
-        {"signals": {"in_stock": weight}},
-        {"signals": {"price_band": {"field": "price", "band": rng.choice([[10, 50], [50, 10], [math.nan, 1], "x"]),
-                                    "weight": weight}}},
-        {"signals": {}}, {"weights": {}}, [], {"signals": {"x": {"weight": 0.1, "extra": 1}}},
-    ])
+    weight = rng.choice([0.1, -0.5, 1e300, math.inf, math.nan, "0.2", True, None, 10**400, 999.0])
+    return rng.choice(
+        [
+            {"signals": {"in_stock": weight}},
+            {
+                "signals": {
+                    "price_band": {
+                        "field": "price",
+                        "band": rng.choice([[10, 50], [50, 10], [math.nan, 1], "x"]),
+                        "weight": weight,
+                    }
+                }
+            },
+            {"signals": {}},
+            {"weights": {}},
+            [],
+            {"signals": {"x": {"weight": 0.1, "extra": 1}}},
+        ]
+    )
 
 
 def random_call(rng: random.Random) -> dict[str, Any]:
@@ -83,10 +134,15 @@ def random_call(rng: random.Random) -> dict[str, Any]:
     products: Any = [_product(rng, i, bad) for i in range(n)]
     if rng.random() < 0.03:
         products = rng.choice(["not a list", {"id": 1}, None, 5, b"x"])
-    top_k = None if rng.random() < 0.7 else rng.choice([1, 3, 0, -1, 2.5, True, "3", 10 ** 30])
+    top_k = None if rng.random() < 0.7 else rng.choice([1, 3, 0, -1, 2.5, True, "3", 10**30])
     explain = rng.random() < 0.01
-    return {"query": _text(rng, bad), "products": products, "top_k": top_k,
-            "explain": explain if rng.random() < 0.98 else "yes", "blend": _blend(rng)}
+    return {
+        "query": _text(rng, bad),
+        "products": products,
+        "top_k": top_k,
+        "explain": explain if rng.random() < 0.98 else "yes",
+        "blend": _blend(rng),
+    }
 
 
 def _check(result: Any, call: dict[str, Any]) -> str | None:
@@ -100,8 +156,13 @@ def _check(result: Any, call: dict[str, Any]) -> str | None:
     return None if len(result.items) == expected else "wrong number of items"
 
 
-def run(ranker: Ranker, calls: int = 100_000, seed: int = 0, hang_seconds: float = 10.0,
-        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def run(
+    ranker: Ranker,
+    calls: int = 100_000,
+    seed: int = 0,
+    hang_seconds: float = 10.0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Fuzz ``ranker`` with ``calls`` random calls; returns counts and the first failures."""
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
@@ -129,8 +190,14 @@ def run(ranker: Ranker, calls: int = 100_000, seed: int = 0, hang_seconds: float
         if progress and i % 1000 == 0:
             progress(i)
     bad = calls - outcomes["ranked"] - outcomes["RankerInputError"] + outcomes["hang"]
-    return {"calls": calls, "seed": seed, "outcomes": dict(outcomes), "failures": failures, "bad": bad,
-            "slowest_s": round(slowest, 3)}
+    return {
+        "calls": calls,
+        "seed": seed,
+        "outcomes": dict(outcomes),
+        "failures": failures,
+        "bad": bad,
+        "slowest_s": round(slowest, 3),
+    }
 
 
 def main(artifact: Path, calls: int, seed: int) -> dict[str, Any]:

@@ -30,9 +30,22 @@ _GOOD_ERRORS = (ConnectionError, http.client.HTTPException, OSError)
 
 def start_server(artifact: Path, *extra: str) -> tuple[subprocess.Popen, str, int]:
     """``edgerank serve`` on a free loopback port; returns the process, host and port."""
-    proc = subprocess.Popen([sys.executable, "-c", "from edgerank.cli import main; main()", "serve",
-                             "--artifact", str(artifact), "--port", "0", "--quiet", *extra],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from edgerank.cli import main; main()",
+            "serve",
+            "--artifact",
+            str(artifact),
+            "--port",
+            "0",
+            "--quiet",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = ""
     while not (found := re.search(r"on http://([\d.]+):(\d+) ", line)):
         line = proc.stderr.readline()
@@ -84,7 +97,7 @@ def _exchange(host: str, port: int, raw: bytes, drip: float = 0.0) -> str:
         try:
             if drip:
                 for i in range(len(raw)):
-                    s.sendall(raw[i:i + 1])
+                    s.sendall(raw[i : i + 1])
                     time.sleep(drip)
             else:
                 s.sendall(raw)
@@ -97,8 +110,10 @@ def _exchange(host: str, port: int, raw: bytes, drip: float = 0.0) -> str:
 
 
 def _request(body: bytes, content_type: str = "application/json", length: int | None = None) -> bytes:
-    head = (f"POST /rank HTTP/1.1\r\nHost: kiosk\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
+    head = (
+        f"POST /rank HTTP/1.1\r\nHost: kiosk\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -122,8 +137,15 @@ def hostile_request(kind: str, host: str, port: int, max_body: int) -> str:
 HOSTILE_KINDS = ("path blend", "not json type", "broken json", "oversized body", "slow drip", "stalled body")
 
 
-def hostile_client(host: str, port: int, max_body: int, stop: threading.Event, tally: Tally, seed: int,
-                   kinds: tuple[str, ...] = HOSTILE_KINDS) -> None:
+def hostile_client(
+    host: str,
+    port: int,
+    max_body: int,
+    stop: threading.Event,
+    tally: Tally,
+    seed: int,
+    kinds: tuple[str, ...] = HOSTILE_KINDS,
+) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
         kind = rng.choice(kinds)
@@ -136,16 +158,23 @@ def sample(proc: psutil.Process, stop: threading.Event, out: list[tuple[float, i
         out.append((time.monotonic() - t0, proc.memory_info().rss, proc.num_threads()))
 
 
-def run(artifact: Path, products: list[dict], clients: int = 50, seconds: float = 60.0,
-        hostile_share: float = 0.1, serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
+def run(
+    artifact: Path,
+    products: list[dict],
+    clients: int = 50,
+    seconds: float = 60.0,
+    hostile_share: float = 0.1,
+    serve_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Drive the server; the hostile clients are paced so that they send about ``hostile_share``
     of all requests (their slow kinds take seconds each)."""
     max_body = 2 * 1024 * 1024
     proc, host, port = start_server(artifact, *serve_args)
     try:
         stop, tally, samples = threading.Event(), Tally(), []
-        threads = [threading.Thread(target=good_client, args=(host, port, products, stop, tally, i))
-                   for i in range(clients)]
+        threads = [
+            threading.Thread(target=good_client, args=(host, port, products, stop, tally, i)) for i in range(clients)
+        ]
         threads.append(threading.Thread(target=sample, args=(psutil.Process(proc.pid), stop, samples)))
         for t in threads:
             t.start()
@@ -175,18 +204,22 @@ def _pace_hostile(host, port, max_body, stop, tally, share, seconds) -> list[thr
 
 def _summary(tally: Tally, samples: list[tuple[float, int, int]], clients: int, seconds: float) -> dict[str, Any]:
     lat = np.asarray(tally.latencies) * 1000
-    steady = samples[len(samples) // 6:] or samples  # after warm-up
+    steady = samples[len(samples) // 6 :] or samples  # after warm-up
     good_total, hostile_total = sum(tally.good.values()), sum(tally.hostile.values())
     return {
-        "clients": clients, "seconds": seconds, "good_requests": good_total, "hostile_requests": hostile_total,
+        "clients": clients,
+        "seconds": seconds,
+        "good_requests": good_total,
+        "hostile_requests": hostile_total,
         "hostile_share": round(hostile_total / max(1, good_total + hostile_total), 3),
-        "good_outcomes": dict(tally.good), "hostile_outcomes": dict(sorted(tally.hostile.items())),
+        "good_outcomes": dict(tally.good),
+        "hostile_outcomes": dict(sorted(tally.hostile.items())),
         "resets": sum(v for k, v in tally.good.items() if k.startswith("reset")),
         "server_errors": sum(v for k, v in tally.good.items() if k.startswith("5")),
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-        "rss_mb": [round(s[1] / 2 ** 20, 1) for s in (steady[0], steady[-1])] if steady else None,
-        "rss_max_mb": round(max(s[1] for s in samples) / 2 ** 20, 1) if samples else None,
+        "rss_mb": [round(s[1] / 2**20, 1) for s in (steady[0], steady[-1])] if steady else None,
+        "rss_max_mb": round(max(s[1] for s in samples) / 2**20, 1) if samples else None,
         "threads": [steady[0][2], steady[-1][2]] if steady else None,
         "threads_max": max(s[2] for s in samples) if samples else None,
     }

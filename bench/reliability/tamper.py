@@ -24,8 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgerank.artifact import MANIFEST, MANIFEST_DIGEST, ArtifactError
 
@@ -38,30 +39,54 @@ def run(artifact: Path, work: Path, flips: int = 200, seed: int = 0) -> list[dic
     artifact, work = Path(artifact), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    files = sorted(p.relative_to(artifact).as_posix() for p in artifact.rglob("*")
-                   if p.is_file() and not p.is_symlink())
+    files = sorted(
+        p.relative_to(artifact).as_posix() for p in artifact.rglob("*") if p.is_file() and not p.is_symlink()
+    )
     rows = []
     for i in range(flips):
         name = files[i % len(files)]
         size = (artifact / name).stat().st_size
         offset, bit = rng.randrange(size), rng.randrange(8)
-        rows.append(_check(artifact, work / f"flip-{i:04d}", f"flip bit {bit} of byte {offset} in {name}",
-                           lambda d, n=name, o=offset, b=bit: _flip(d / n, o, b)))
+        rows.append(
+            _check(
+                artifact,
+                work / f"flip-{i:04d}",
+                f"flip bit {bit} of byte {offset} in {name}",
+                lambda d, n=name, o=offset, b=bit: _flip(d / n, o, b),
+            )
+        )
     for label, tamper in VARIANTS.items():
         slug = "".join(c if c.isalnum() else "-" for c in label.lower())
         rows.append(_check(artifact, work / f"variant-{slug}", label, lambda d, t=tamper: t(d, work)))
     return rows
 
 
-def kill_run(model: Path, out: Path, kills: int = 10, seed: int = 0, max_length: int = 32,
-             extra_args: tuple[str, ...] = (), duration: float | None = None) -> list[dict[str, Any]]:
+def kill_run(
+    model: Path,
+    out: Path,
+    kills: int = 10,
+    seed: int = 0,
+    max_length: int = 32,
+    extra_args: tuple[str, ...] = (),
+    duration: float | None = None,
+) -> list[dict[str, Any]]:
     """Export ``model`` to ``out`` once, then ``kills`` exports over it, each killed with SIGKILL at a
     random point of a full export's duration; after each, the artifact at ``out`` must load (the
     previous one or the new one). A last full export must leave no temporary folder behind.
     ``duration`` (seconds of one export) skips the first export when ``out`` already holds an artifact."""
     model, out = Path(model), Path(out)
-    args = ["export", "--model", str(model), "--out", str(out), "--precision", "fp32", "--max-length",
-            str(max_length), *extra_args]
+    args = [
+        "export",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--precision",
+        "fp32",
+        "--max-length",
+        str(max_length),
+        *extra_args,
+    ]
     command = [sys.executable, "-c", "from edgerank.cli import main; main()", *args]
     shown = "edgerank " + " ".join(args)
     if duration is None or not out.exists():
@@ -80,25 +105,48 @@ def kill_run(model: Path, out: Path, kills: int = 10, seed: int = 0, max_length:
         proc.wait()
         passed, result = _loads(out)
         which = "" if not passed else " (new)" if _manifest_sha(out) != before else " (previous)"
-        rows.append({"check": f"kill -9 {i + 1}/{kills} at {delay:.2f} s of a {duration:.2f} s export"
-                              + (" (it had finished)" if finished else ""),
-                     "result": result + which, "passed": passed, "command": f"{shown}  # killed after {delay:.2f} s"})
+        rows.append(
+            {
+                "check": f"kill -9 {i + 1}/{kills} at {delay:.2f} s of a {duration:.2f} s export"
+                + (" (it had finished)" if finished else ""),
+                "result": result + which,
+                "passed": passed,
+                "command": f"{shown}  # killed after {delay:.2f} s",
+            }
+        )
     subprocess.run(command, check=True, capture_output=True)
-    leftovers = sorted(p.name for p in out.parent.iterdir()
-                       if p.name.startswith((f".{out.name}.tmp-", f".{out.name}.old-")))
-    rows.append({"check": "a full export after the kills leaves no temporary folder",
-                 "result": "clean" if not leftovers else "left " + ", ".join(leftovers),
-                 "passed": not leftovers and _loads(out)[0], "command": shown})
+    leftovers = sorted(
+        p.name for p in out.parent.iterdir() if p.name.startswith((f".{out.name}.tmp-", f".{out.name}.old-"))
+    )
+    rows.append(
+        {
+            "check": "a full export after the kills leaves no temporary folder",
+            "result": "clean" if not leftovers else "left " + ", ".join(leftovers),
+            "passed": not leftovers and _loads(out)[0],
+            "command": shown,
+        }
+    )
     return rows
 
 
-def kill_index_run(artifact: Path, products: Path, more_products: Path, out: Path, kills: int = 10,
-                   seed: int = 0) -> list[dict[str, Any]]:
+def kill_index_run(
+    artifact: Path, products: Path, more_products: Path, out: Path, kills: int = 10, seed: int = 0
+) -> list[dict[str, Any]]:
     """Index ``products`` once, then ``kills`` runs of ``edgerank index --update`` adding
     ``more_products``, each killed with SIGKILL at a random point of a full update's duration; after
     each, the index at ``out`` must load with ``artifact`` (the previous index or the updated one)."""
-    base = [sys.executable, "-c", "from edgerank.cli import main; main()", "index", "--artifact", str(artifact),
-            "--out", str(out), "--threads", "1"]
+    base = [
+        sys.executable,
+        "-c",
+        "from edgerank.cli import main; main()",
+        "index",
+        "--artifact",
+        str(artifact),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     build = [*base, "--products", str(products)]
     update = [*base, "--products", str(products), "--products", str(more_products), "--update"]
     shown = "edgerank " + " ".join(update[3:])
@@ -120,10 +168,15 @@ def kill_index_run(artifact: Path, products: Path, more_products: Path, out: Pat
         after = _index_size(artifact, out)
         passed = isinstance(after, int)
         which = "" if not passed else " (updated)" if after != before else " (previous)"
-        rows.append({"check": f"kill -9 {i + 1}/{kills} of an index update at {delay:.2f} s of {duration:.2f} s"
-                              + (" (it had finished)" if finished else ""),
-                     "result": ("loads" if passed else str(after)) + which, "passed": passed,
-                     "command": f"{shown}  # killed after {delay:.2f} s"})
+        rows.append(
+            {
+                "check": f"kill -9 {i + 1}/{kills} of an index update at {delay:.2f} s of {duration:.2f} s"
+                + (" (it had finished)" if finished else ""),
+                "result": ("loads" if passed else str(after)) + which,
+                "passed": passed,
+                "command": f"{shown}  # killed after {delay:.2f} s",
+            }
+        )
     return rows
 
 
@@ -140,11 +193,15 @@ def _index_size(artifact: Path, index: Path) -> int | str:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Passed / total, and the checks that failed (for a tamper check: the copies that loaded)."""
-    return {"passed": sum(r["passed"] for r in rows), "total": len(rows),
-            "failed": [r["check"] for r in rows if not r["passed"]]}
+    return {
+        "passed": sum(r["passed"] for r in rows),
+        "total": len(rows),
+        "failed": [r["check"] for r in rows if not r["passed"]],
+    }
 
 
 # -- tampering --------------------------------------------------------------------------------------
+
 
 def _flip(path: Path, offset: int, bit: int) -> None:
     data = bytearray(path.read_bytes())
@@ -260,6 +317,7 @@ VARIANTS: dict[str, Callable[[Path, Path], None]] = {
 
 
 # -- checking ---------------------------------------------------------------------------------------
+
 
 def _check(artifact: Path, copy: Path, label: str, tamper: Callable[[Path], None]) -> dict[str, Any]:
     """Tamper with a fresh copy of ``artifact`` and expect ``Ranker.load`` to refuse it; the copy is

@@ -10,6 +10,5 @@ Kept free of heavy imports: the memory probe and the optimum peer import parts o
 """
 
 
-
 class BenchError(ValueError):
     """A benchmark that cannot run or be checked as asked (bad suite, mismatched baseline), in one line."""

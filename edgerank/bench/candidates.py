@@ -21,8 +21,9 @@ from ..data import table_catalog
 __all__ = ["build_candidates", "frame_records", "product_records", "sample_queries"]
 
 
-def build_candidates(df: pd.DataFrame, groups: Sequence[QueryGroup], sizes: Sequence[int],
-                     seed: int = 0) -> dict[int, list[QueryGroup]]:
+def build_candidates(
+    df: pd.DataFrame, groups: Sequence[QueryGroup], sizes: Sequence[int], seed: int = 0
+) -> dict[int, list[QueryGroup]]:
     """For each N in ``sizes``, each query's judged products (the first N if it has more) topped up
     to N with the seeded random fill from the products ``df`` holds that were not judged for that query.
 
@@ -42,8 +43,14 @@ def build_candidates(df: pd.DataFrame, groups: Sequence[QueryGroup], sizes: Sequ
 def _head(group: QueryGroup, n: int) -> QueryGroup:
     """The first ``n`` candidates of ``group``."""
     labels = group.labels[:n] if group.labels is not None else None
-    return QueryGroup(query_id=group.query_id, query=group.query, product_ids=group.product_ids[:n],
-                      texts=group.texts[:n], labels=labels, rows=group.rows[:n])
+    return QueryGroup(
+        query_id=group.query_id,
+        query=group.query,
+        product_ids=group.product_ids[:n],
+        texts=group.texts[:n],
+        labels=labels,
+        rows=group.rows[:n],
+    )
 
 
 def product_records(df: pd.DataFrame, group: QueryGroup) -> list[dict[str, str]]:
@@ -53,5 +60,7 @@ def product_records(df: pd.DataFrame, group: QueryGroup) -> list[dict[str, str]]
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, str]]:
     """A table's rows as ``{id, title, description}`` records, in row order."""
-    return [{"id": i, "title": t, "description": d}
-            for i, t, d in zip(frame["product_id"], frame["product_title"], frame["product_description"])]
+    return [
+        {"id": i, "title": t, "description": d}
+        for i, t, d in zip(frame["product_id"], frame["product_title"], frame["product_description"])
+    ]

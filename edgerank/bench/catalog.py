@@ -25,8 +25,9 @@ def catalog_products(df: pd.DataFrame) -> list[dict[str, str]]:
     return frame_records(df.drop_duplicates("product_id"))
 
 
-def index_catalog(artifact: str | Path, products: list[dict[str, str]], out: Path,
-                  threads: int | None) -> dict[str, Any]:
+def index_catalog(
+    artifact: str | Path, products: list[dict[str, str]], out: Path, threads: int | None
+) -> dict[str, Any]:
     """Build the index at ``out``; its build time and size, per 10k products too."""
     from ..runtime.catalog import build_index, load_index
     from ..runtime.towers import TowerScorer
@@ -38,5 +39,11 @@ def index_catalog(artifact: str | Path, products: list[dict[str, str]], out: Pat
     seconds = time.perf_counter() - started
     size = load_index(out, art, verify=False).describe()["bytes"]  # just written: no need to hash it again
     per_10k = 10_000 / len(products)
-    return {"path": str(out), "products": len(products), "build_s": seconds, "bytes": size,
-            "build_s_per_10k": seconds * per_10k, "mb_per_10k": size / 2**20 * per_10k}
+    return {
+        "path": str(out),
+        "products": len(products),
+        "build_s": seconds,
+        "bytes": size,
+        "build_s_per_10k": seconds * per_10k,
+        "mb_per_10k": size / 2**20 * per_10k,
+    }

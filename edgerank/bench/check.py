@@ -57,8 +57,10 @@ def _comparable(current: dict[str, Any], baseline: dict[str, Any]) -> None:
     cw, bw = current["workload"], baseline["workload"]
     for key in SAME_WORKLOAD:
         if cw.get(key) != bw.get(key):
-            raise BenchError(f"run and baseline differ in workload '{key}' ({cw.get(key)!r} vs {bw.get(key)!r}); "
-                             "bench the baseline's suite or record a new baseline")
+            raise BenchError(
+                f"run and baseline differ in workload '{key}' ({cw.get(key)!r} vs {bw.get(key)!r}); "
+                "bench the baseline's suite or record a new baseline"
+            )
     missing = sorted(set(bw["candidates"]) - set(cw["candidates"]))
     if missing:
         raise BenchError(f"the baseline has candidate counts {missing} that this run did not bench")
@@ -66,8 +68,9 @@ def _comparable(current: dict[str, Any], baseline: dict[str, Any]) -> None:
         raise BenchError("run and baseline timed different reference workloads; latency ratios do not compare")
 
 
-def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression: float = 0.15,
-            max_quality_drop: float = 0.005) -> list[Finding]:
+def compare(
+    current: dict[str, Any], baseline: dict[str, Any], *, max_regression: float = 0.15, max_quality_drop: float = 0.005
+) -> list[Finding]:
     """One finding per baseline subject and gated number; a subject missing from the run regresses."""
     _comparable(current, baseline)
     now = {s["name"]: s for s in current["subjects"]}
@@ -75,17 +78,23 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression
     for base in baseline["subjects"]:
         cur = now.get(base["name"])
         if cur is None:
-            findings.append(Finding(base["name"], "present", 1, 0, True,
-                                    "in the baseline but not benched in this run"))
+            findings.append(Finding(base["name"], "present", 1, 0, True, "in the baseline but not benched in this run"))
             continue
         for n, b in base.get("latency", {}).items():
             c = cur["latency"][n]
             key, ms = _gated(b)
             change = c[key] / b[key] - 1
-            findings.append(Finding(
-                base["name"], f"latency N={n}", b[key], c[key], change > max_regression,
-                f"{ms[:-3]} {c[ms]:.2f} ms = {c[key]:.3f}x reference (baseline "
-                f"{b[ms]:.2f} ms = {b[key]:.3f}x): {change:+.1%}, allowed +{max_regression:.0%}"))
+            findings.append(
+                Finding(
+                    base["name"],
+                    f"latency N={n}",
+                    b[key],
+                    c[key],
+                    change > max_regression,
+                    f"{ms[:-3]} {c[ms]:.2f} ms = {c[key]:.3f}x reference (baseline "
+                    f"{b[ms]:.2f} ms = {b[key]:.3f}x): {change:+.1%}, allowed +{max_regression:.0%}",
+                )
+            )
         for metric in QUALITY:
             b, c = base.get("quality", {}).get(metric), cur.get("quality", {}).get(metric)
             if b is None:
@@ -94,8 +103,16 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, max_regression
                 findings.append(Finding(base["name"], metric, b, float("nan"), True, "not measured in this run"))
                 continue
             drop = b - c
-            findings.append(Finding(base["name"], metric, b, c, drop > max_quality_drop,
-                                    f"{c:.4f} (baseline {b:.4f}, drop {drop:+.4f}, allowed {max_quality_drop})"))
+            findings.append(
+                Finding(
+                    base["name"],
+                    metric,
+                    b,
+                    c,
+                    drop > max_quality_drop,
+                    f"{c:.4f} (baseline {b:.4f}, drop {drop:+.4f}, allowed {max_quality_drop})",
+                )
+            )
     return findings
 
 
@@ -120,8 +137,11 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _gated(latency: dict[str, Any]) -> tuple[str, str]:
     """The gated ratio's key and the milliseconds it is made of (p50 in baselines older than the floor)."""
-    return (("floor_ratio_to_reference", "min_ms") if "floor_ratio_to_reference" in latency
-            else ("ratio_to_reference", "p50_ms"))
+    return (
+        ("floor_ratio_to_reference", "min_ms")
+        if "floor_ratio_to_reference" in latency
+        else ("ratio_to_reference", "p50_ms")
+    )
 
 
 def latency_regressed(findings: list[Finding]) -> list[str]:
@@ -134,6 +154,9 @@ def report(findings: list[Finding]) -> tuple[bool, str]:
     """Whether the gate passes, and the lines to print (regressions first)."""
     lines = [f.line() for f in sorted(findings, key=lambda f: not f.regressed)]
     failed = sum(f.regressed for f in findings)
-    verdict = f"check: {failed} regression(s) in {len(findings)} checks" if failed else \
-        f"check: passed ({len(findings)} checks)"
+    verdict = (
+        f"check: {failed} regression(s) in {len(findings)} checks"
+        if failed
+        else f"check: passed ({len(findings)} checks)"
+    )
     return failed == 0, "\n".join(lines + [verdict])

@@ -48,11 +48,13 @@ class TorchCudaSubject(Subject):
         from ..runtime.tokenize import PairEncoder
 
         folder = Path(self.path)
-        backend = TorchBackend(folder, device="cuda", dtype=self.dtype, cuda_graphs=self.cuda_graphs,
-                               max_length=self.max_length)
+        backend = TorchBackend(
+            folder, device="cuda", dtype=self.dtype, cuda_graphs=self.cuda_graphs, max_length=self.max_length
+        )
         encoder = PairEncoder(folder / "tokenizer.json", self.max_length)
-        self._scorer = CrossEncoderScorer(Artifact(path=folder, manifest={"kind": "cross-encoder"}), encoder,
-                                          backend, GPU_BATCH)
+        self._scorer = CrossEncoderScorer(
+            Artifact(path=folder, manifest={"kind": "cross-encoder"}), encoder, backend, GPU_BATCH
+        )
 
     def prepare(self, query, products):
         texts = texts_of(products)
@@ -60,16 +62,21 @@ class TorchCudaSubject(Subject):
         return lambda: self._scorer.score(queries, texts)[0]
 
     def describe(self) -> dict[str, Any]:
-        return {"path": self.path, "precision": self.dtype.replace("float", "fp"), "device": f"cuda ({cuda_device()})",
-                "size_bytes": folder_size(Path(self.path)),
-                "runner": "torch " + ("CUDA graphs" if self.cuda_graphs else "eager")}
+        return {
+            "path": self.path,
+            "precision": self.dtype.replace("float", "fp"),
+            "device": f"cuda ({cuda_device()})",
+            "size_bytes": folder_size(Path(self.path)),
+            "runner": "torch " + ("CUDA graphs" if self.cuda_graphs else "eager"),
+        }
 
     def close(self):
         self._scorer = None
 
 
-def gpu_subjects(models: list[tuple[str, str]], artifacts: list[ArtifactSubject], *,
-                 max_length: int) -> tuple[list[Subject], list[dict[str, str]]]:
+def gpu_subjects(
+    models: list[tuple[str, str]], artifacts: list[ArtifactSubject], *, max_length: int
+) -> tuple[list[Subject], list[dict[str, str]]]:
     """fp16 eager and CUDA-graph subjects for each model folder, CUDA-provider subjects for each
     artifact, or one note saying why there are none."""
     device = cuda_device()
@@ -78,12 +85,23 @@ def gpu_subjects(models: list[tuple[str, str]], artifacts: list[ArtifactSubject]
     out: list[Subject] = []
     for name, path in models:
         for graphs in (False, True):
-            out.append(TorchCudaSubject(name=f"{name} · cuda fp16 {'graphs' if graphs else 'eager'}", path=path,
-                                        cuda_graphs=graphs, max_length=max_length))
+            out.append(
+                TorchCudaSubject(
+                    name=f"{name} · cuda fp16 {'graphs' if graphs else 'eager'}",
+                    path=path,
+                    cuda_graphs=graphs,
+                    max_length=max_length,
+                )
+            )
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         for a in artifacts:
-            out.append(ArtifactSubject(name=f"{a.name} · ort cuda", path=a.path,
-                                       providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
+            out.append(
+                ArtifactSubject(
+                    name=f"{a.name} · ort cuda",
+                    path=a.path,
+                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                )
+            )
     return out, []

@@ -13,10 +13,36 @@ from pathlib import Path
 from typing import Any
 
 #: CPU flags that change which kernels ONNX Runtime and torch pick for transformer inference.
-RELEVANT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                  "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimddp", "sve")
-LIBRARIES = ("edgerank", "numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "torch", "transformers",
-             "sentence-transformers", "optimum-onnx")
+RELEVANT_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "asimddp",
+    "sve",
+)
+LIBRARIES = (
+    "edgerank",
+    "numpy",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "optimum-onnx",
+)
 
 
 def _cpuinfo() -> tuple[str | None, set[str]]:

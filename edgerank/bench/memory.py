@@ -32,8 +32,14 @@ def probe(subject: Subject, query: str, products: list[dict[str, str]], timeout:
     root = str(Path(__file__).resolve().parents[2])  # the child imports this very edgerank
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgerank.bench.memory"], input=request, text=True,
-                              capture_output=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgerank.bench.memory"],
+            input=request,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"memory probe timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
@@ -83,8 +89,17 @@ def _child() -> None:
     call = subject.prepare(request["query"], request["products"])
     call()
     call()
-    print(json.dumps({"load_ms": load_ms, "rss_before_load_mb": before / _MB, "rss_after_load_mb": loaded / _MB,
-                      "peak_rss_mb": peak_rss_bytes() / _MB, "probe_candidates": len(request["products"])}))
+    print(
+        json.dumps(
+            {
+                "load_ms": load_ms,
+                "rss_before_load_mb": before / _MB,
+                "rss_after_load_mb": loaded / _MB,
+                "peak_rss_mb": peak_rss_bytes() / _MB,
+                "probe_candidates": len(request["products"]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,15 @@ from .subjects import CandidateList, Subject
 SETTLE_S = 0.1
 
 
-def interleave(edgerank: Subject, peer: Subject, lists: Sequence[CandidateList], *, warmup: int, repeat: int,
-               settle: float = SETTLE_S) -> tuple[np.ndarray, np.ndarray]:
+def interleave(
+    edgerank: Subject,
+    peer: Subject,
+    lists: Sequence[CandidateList],
+    *,
+    warmup: int,
+    repeat: int,
+    settle: float = SETTLE_S,
+) -> tuple[np.ndarray, np.ndarray]:
     """Seconds of each side's calls, shape (repeat, lists): list i of round r ran on both sides back to
     back, edgerank first on even lists and the peer first on odd ones, after at least one untimed
     warm-up call each, with ``settle`` seconds of idle before every call. Both subjects must be loaded."""
@@ -41,14 +48,15 @@ def interleave(edgerank: Subject, peer: Subject, lists: Sequence[CandidateList],
     sides = ((0, edgerank), (1, peer))
     for r in range(repeat):
         for i, candidate_list in enumerate(lists):
-            for side, subject in (sides if i % 2 == 0 else sides[::-1]):
+            for side, subject in sides if i % 2 == 0 else sides[::-1]:
                 time.sleep(settle)
                 (seconds[side, r, i],), _ = subject.measure([candidate_list], warmup=0, repeat=1)
     return seconds[0], seconds[1]
 
 
-def paired_ratio(edgerank: np.ndarray, peer: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000,
-                 seed: int = 0) -> dict[str, Any]:
+def paired_ratio(
+    edgerank: np.ndarray, peer: np.ndarray, *, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """How many times as long the peer takes as edgerank on the same list (>1: edgerank is faster).
 
     ``ratio`` is the median over lists (and rounds) of each list's peer/edgerank time: a paired
@@ -64,12 +72,17 @@ def paired_ratio(edgerank: np.ndarray, peer: np.ndarray, *, confidence: float = 
     idx = np.random.default_rng(seed).integers(0, per_call.shape[1], size=(resamples, per_call.shape[1]))
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(np.median(per_call[:, idx], axis=(0, 2)), [tail, 100.0 - tail])
-    return {"ratio": float(np.median(per_call)), "ci95": [float(low), float(high)],
-            "p50_ratio": float(np.median(peer) / np.median(edgerank)),
-            # the same median on the lists where edgerank ran first and where the peer did: far apart,
-            # the first call slowed the second (see SETTLE_S)
-            "ratio_edgerank_first": float(np.median(per_call[:, ::2])),
-            "ratio_peer_first": float(np.median(per_call[:, 1::2])) if per_call.shape[1] > 1 else None,
-            "edgerank_p50_ms": float(np.median(edgerank) * 1e3), "peer_p50_ms": float(np.median(peer) * 1e3),
-            "samples": int(edgerank.size),
-            "edgerank_ms": np.round(edgerank * 1e3, 3).tolist(), "peer_ms": np.round(peer * 1e3, 3).tolist()}
+    return {
+        "ratio": float(np.median(per_call)),
+        "ci95": [float(low), float(high)],
+        "p50_ratio": float(np.median(peer) / np.median(edgerank)),
+        # the same median on the lists where edgerank ran first and where the peer did: far apart,
+        # the first call slowed the second (see SETTLE_S)
+        "ratio_edgerank_first": float(np.median(per_call[:, ::2])),
+        "ratio_peer_first": float(np.median(per_call[:, 1::2])) if per_call.shape[1] > 1 else None,
+        "edgerank_p50_ms": float(np.median(edgerank) * 1e3),
+        "peer_p50_ms": float(np.median(peer) * 1e3),
+        "samples": int(edgerank.size),
+        "edgerank_ms": np.round(edgerank * 1e3, 3).tolist(),
+        "peer_ms": np.round(peer * 1e3, 3).tolist(),
+    }

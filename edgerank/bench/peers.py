@@ -65,8 +65,12 @@ class SentenceTransformersSubject(Subject):
         return lambda: self._model.predict(pairs, show_progress_bar=False)
 
     def describe(self):
-        return {"path": self.model_dir, "precision": "fp32 (torch, source weights)", "device": "cpu",
-                "size_bytes": folder_size(Path(self.model_dir))}
+        return {
+            "path": self.model_dir,
+            "precision": "fp32 (torch, source weights)",
+            "device": "cpu",
+            "size_bytes": folder_size(Path(self.model_dir)),
+        }
 
     def close(self):
         self._model = None
@@ -94,8 +98,9 @@ class PlainOrtSubject(Subject):
         self._tokenizer.enable_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or 0
-        self._session = ort.InferenceSession(str(art.file(art.graph("model")["file"])), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(art.file(art.graph("model")["file"])), options, providers=["CPUExecutionProvider"]
+        )
         self._inputs = [i.name for i in self._session.get_inputs()]
 
     def prepare(self, query, products):
@@ -103,9 +108,13 @@ class PlainOrtSubject(Subject):
 
         def call():
             enc = self._tokenizer.encode_batch(pairs)
-            columns = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                       "token_type_ids": [e.type_ids for e in enc]}
+            columns = {
+                "input_ids": [e.ids for e in enc],
+                "attention_mask": [e.attention_mask for e in enc],
+                "token_type_ids": [e.type_ids for e in enc],
+            }
             return self._session.run(None, {n: np.asarray(columns[n], dtype=np.int64) for n in self._inputs})[0]
+
         return call
 
     def decode(self, result, products):
@@ -140,19 +149,34 @@ class VenvPeerSubject(Subject):
     def load(self) -> None:
         python = OPTIMUM_VENV / "bin" / "python"
         if not python.exists():
-            raise PeerUnavailable(f"{self.backend}: no optimum environment at {OPTIMUM_VENV} (optimum-onnx pins "
-                                  "transformers<4.58, so it lives apart); create it with scripts/setup_optimum_venv.sh")
+            raise PeerUnavailable(
+                f"{self.backend}: no optimum environment at {OPTIMUM_VENV} (optimum-onnx pins "
+                "transformers<4.58, so it lives apart); create it with scripts/setup_optimum_venv.sh"
+            )
         from ..artifact import load_artifact
 
         art = load_artifact(self.artifact)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        self._proc = subprocess.Popen([str(python), str(PEER_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, env=env)
+        self._proc = subprocess.Popen(
+            [str(python), str(PEER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         model_dir = self.model_dir or str(art.path)
-        reply = self._ask({"op": "load", "backend": self.backend, "model_dir": model_dir,
-                           "onnx": str(art.file(art.graph("model")["file"])), "threads": self.threads,
-                           "max_length": int((art.manifest.get("tokenizer") or {}).get("max_length", self.max_length))})
+        reply = self._ask(
+            {
+                "op": "load",
+                "backend": self.backend,
+                "model_dir": model_dir,
+                "onnx": str(art.file(art.graph("model")["file"])),
+                "threads": self.threads,
+                "max_length": int((art.manifest.get("tokenizer") or {}).get("max_length", self.max_length)),
+            }
+        )
         self.reported.update(load_ms=reply["load_ms"], versions=reply.get("versions", {}))
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +193,9 @@ class VenvPeerSubject(Subject):
         return reply
 
     def measure(self, lists, *, warmup, repeat):
-        reply = self._ask({"op": "measure", "lists": [[q, texts_of(p)] for q, p in lists], "warmup": warmup,
-                           "repeat": repeat})
+        reply = self._ask(
+            {"op": "measure", "lists": [[q, texts_of(p)] for q, p in lists], "warmup": warmup, "repeat": repeat}
+        )
         self.reported["peak_rss_mb"] = reply["peak_rss_mb"]
         return reply["seconds"], [np.asarray(s, dtype=np.float64) for s in reply["scores"]]
 
@@ -186,8 +211,9 @@ class VenvPeerSubject(Subject):
         self._proc = None
 
 
-def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | None,
-               max_length: int) -> tuple[list[Subject], list[dict[str, str]]]:
+def make_peers(
+    names: list[str], artifact: ArtifactSubject, *, threads: int | None, max_length: int
+) -> tuple[list[Subject], list[dict[str, str]]]:
     """Peers of one artifact (on its graph or its source model), and notes for those that cannot run.
 
     ``st`` runs torch, so it needs the source weights; the graph's peers need only HF config files,
@@ -196,8 +222,10 @@ def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | No
     source = described.get("source_model")
     has_source = bool(source) and (Path(source) / "config.json").is_file()
     own_config = bool(described.get("hf_config"))
-    missing = {"reason": f"needs the artifact's source model folder (manifest source.model = {source!r} "
-                         "is not a model folder here)"}
+    missing = {
+        "reason": f"needs the artifact's source model folder (manifest source.model = {source!r} "
+        "is not a model folder here)"
+    }
     subjects: list[Subject] = []
     skipped: list[dict[str, str]] = []
     for peer in names:
@@ -206,13 +234,22 @@ def make_peers(names: list[str], artifact: ArtifactSubject, *, threads: int | No
             subjects.append(PlainOrtSubject(name=name, artifact=artifact.path, threads=threads))
         elif peer == "st":
             if has_source:
-                subjects.append(SentenceTransformersSubject(name=name, model_dir=source, threads=threads,
-                                                            max_length=max_length))
+                subjects.append(
+                    SentenceTransformersSubject(name=name, model_dir=source, threads=threads, max_length=max_length)
+                )
             else:
                 skipped.append({"name": name} | missing)
         elif own_config or has_source:
-            subjects.append(VenvPeerSubject(name=name, backend=peer, model_dir=None if own_config else source,
-                                            artifact=artifact.path, threads=threads, max_length=max_length))
+            subjects.append(
+                VenvPeerSubject(
+                    name=name,
+                    backend=peer,
+                    model_dir=None if own_config else source,
+                    artifact=artifact.path,
+                    threads=threads,
+                    max_length=max_length,
+                )
+            )
         else:
             skipped.append({"name": name} | missing)
     return subjects, skipped

@@ -13,8 +13,13 @@ from typing import Any
 
 from ..io import atomic_write_bytes
 
-_COLOURS = {"edgerank": "tab:green", "teacher": "tab:red", "torch": "tab:orange", "peer": "tab:blue",
-            "gpu": "tab:purple"}
+_COLOURS = {
+    "edgerank": "tab:green",
+    "teacher": "tab:red",
+    "torch": "tab:orange",
+    "peer": "tab:blue",
+    "gpu": "tab:purple",
+}
 _PEER_MARKERS = ("s", "^", "D", "v", "P", "X")
 
 
@@ -23,8 +28,11 @@ def pareto_points(results: dict[str, Any]) -> tuple[str, list[tuple[str, str, fl
     n = str(results["workload"]["headline_n"])
     use_gain = any("gain_kept" in s.get("quality", {}) for s in results["subjects"])
     key, label = ("gain_kept", "teacher's gain over BM25 kept") if use_gain else ("ndcg@10", "nDCG@10")
-    points = [(s["name"], s["role"], s["latency"][n]["p50_ms"], s["quality"][key])
-              for s in results["subjects"] if n in s.get("latency", {}) and s.get("quality", {}).get(key) is not None]
+    points = [
+        (s["name"], s["role"], s["latency"][n]["p50_ms"], s["quality"][key])
+        for s in results["subjects"]
+        if n in s.get("latency", {}) and s.get("quality", {}).get(key) is not None
+    ]
     return label, points
 
 
@@ -55,14 +63,29 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
         if role == "peer":
             # a peer sits at its artifact's quality, so text beside each one piles up on the artifact's
             # label: a hollow marker per peer kind, named once in the legend, keeps the plot readable
-            ax.scatter(x, y, facecolors="none", edgecolors=_COLOURS["peer"], marker=markers[name.split(" · ")[0]],
-                       s=45, zorder=3)
+            ax.scatter(
+                x,
+                y,
+                facecolors="none",
+                edgecolors=_COLOURS["peer"],
+                marker=markers[name.split(" · ")[0]],
+                s=45,
+                zorder=3,
+            )
         else:
             ax.scatter(x, y, color=_COLOURS.get(role, "tab:gray"), s=40, zorder=4)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     edge = frontier(points)
-    ax.step([p[2] for p in edge], [p[3] for p in edge], where="post", color="gray", linestyle="--",
-            linewidth=1, zorder=2, label="Pareto frontier")
+    ax.step(
+        [p[2] for p in edge],
+        [p[3] for p in edge],
+        where="post",
+        color="gray",
+        linestyle="--",
+        linewidth=1,
+        zorder=2,
+        label="Pareto frontier",
+    )
     for role, colour in _COLOURS.items():
         if role != "peer" and any(p[1] == role for p in points):
             ax.scatter([], [], color=colour, label=role)
@@ -72,8 +95,11 @@ def plot_pareto(results: dict[str, Any], out: str | Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, ms per query of {w['headline_n']} candidates (log scale)")
     ax.set_ylabel(label)
-    ax.set_title(f"{w['data_name']}: {w['queries']} timed queries, quality on {w.get('quality_queries', w['queries'])}, "
-                 f"{w['threads']} threads — {results['machine']['cpu']}", fontsize=9)
+    ax.set_title(
+        f"{w['data_name']}: {w['queries']} timed queries, quality on {w.get('quality_queries', w['queries'])}, "
+        f"{w['threads']} threads — {results['machine']['cpu']}",
+        fontsize=9,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

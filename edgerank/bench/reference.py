@@ -36,8 +36,14 @@ class ReferenceWorkload:
                 t0 = time.perf_counter()
                 x @ w
                 times.append(time.perf_counter() - t0)
-        return {"ms": float(np.median(times) * 1e3), "samples_ms": [t * 1e3 for t in times], "samples": repeat, "threads": threads, "shape": asdict(self),
-                "gflops": 2 * self.tokens * self.hidden * self.inner / (np.median(times) * 1e9)}
+        return {
+            "ms": float(np.median(times) * 1e3),
+            "samples_ms": [t * 1e3 for t in times],
+            "samples": repeat,
+            "threads": threads,
+            "shape": asdict(self),
+            "gflops": 2 * self.tokens * self.hidden * self.inner / (np.median(times) * 1e9),
+        }
 
 
 def _blas_threads(threads: int | None):

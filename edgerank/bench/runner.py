@@ -105,8 +105,9 @@ class Planned:
     peer_of: str | None = None  # the edgerank artifact a peer runs the weights of
 
 
-def plan_subjects(config: BenchConfig, indexes: Mapping[str, dict[str, Any]] | None = None
-                  ) -> tuple[list[Planned], list[dict[str, str]]]:
+def plan_subjects(
+    config: BenchConfig, indexes: Mapping[str, dict[str, Any]] | None = None
+) -> tuple[list[Planned], list[dict[str, str]]]:
     """Subjects in run order, and notes for subjects that cannot run here. ``indexes`` maps a catalog
     student's artifact path to its index (``catalog.index_catalog``)."""
     from .gpu import gpu_subjects
@@ -117,17 +118,28 @@ def plan_subjects(config: BenchConfig, indexes: Mapping[str, dict[str, Any]] | N
     gpu_models: list[tuple[str, str]] = []
     if config.teacher:
         name = f"teacher {Path(config.teacher).name} (torch)"
-        plan.append(Planned("teacher", TorchSubject(name=name, path=config.teacher, threads=config.threads,
-                                                    max_length=config.max_length)))
+        plan.append(
+            Planned(
+                "teacher",
+                TorchSubject(name=name, path=config.teacher, threads=config.threads, max_length=config.max_length),
+            )
+        )
         gpu_models.append((f"teacher {Path(config.teacher).name}", config.teacher))
     for name, path in zip(_unique_names(models), models):
-        plan.append(Planned("torch", TorchSubject(name=f"{name} (torch)", path=path, threads=config.threads,
-                                                  max_length=config.max_length)))
+        plan.append(
+            Planned(
+                "torch",
+                TorchSubject(name=f"{name} (torch)", path=path, threads=config.threads, max_length=config.max_length),
+            )
+        )
         gpu_models.append((name, path))
     indexes = indexes or {}
-    artifacts = [ArtifactSubject(name=name, path=path, threads=config.threads,
-                                 index=indexes[path]["path"] if path in indexes else None)
-                 for name, path in zip(_unique_names(config.artifacts), config.artifacts)]
+    artifacts = [
+        ArtifactSubject(
+            name=name, path=path, threads=config.threads, index=indexes[path]["path"] if path in indexes else None
+        )
+        for name, path in zip(_unique_names(config.artifacts), config.artifacts)
+    ]
     st_sources: set[Path] = set()  # the torch peer runs the source model: once for its fp32 and INT8 artifacts
     for art in artifacts:
         plan.append(Planned("edgerank", art))
@@ -167,8 +179,11 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
     judged_groups = sample_queries(group_queries(df, config.gain_offset), config.quality_queries, config.seed)
     catalog = table_catalog(df)
     quality_lists = _quality_lists(judged_groups, sample, lists, catalog, config.seed)
-    untimed = {name: [(g.query, product_records(df, g)) for g in groups]
-               for name, groups in quality_lists.items() if name != "random"}  # random: the timed list of N
+    untimed = {
+        name: [(g.query, product_records(df, g)) for g in groups]
+        for name, groups in quality_lists.items()
+        if name != "random"
+    }  # random: the timed list of N
     records = {n: [(g.query, product_records(df, g)) for g in groups] for n, groups in lists.items()}
     with tempfile.TemporaryDirectory(prefix="edgerank-bench-") as scratch:
         indexes = {}  # catalog students rank from a warm index of the data's whole catalog
@@ -178,8 +193,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
         plan, skipped = plan_subjects(config, indexes)
         if config.only is not None:
             plan = [p for p in plan if p.subject.name in config.only]
-        log(f"{len(sample)} timed queries ({len(judged_groups)} for quality), candidate lists of "
-            f"{', '.join(map(str, lists))}; {len(plan)} subjects; {config.threads} threads")
+        log(
+            f"{len(sample)} timed queries ({len(judged_groups)} for quality), candidate lists of "
+            f"{', '.join(map(str, lists))}; {len(plan)} subjects; {config.threads} threads"
+        )
 
         references = [config.reference.run(config.threads)]
         results: list[dict[str, Any]] = []
@@ -216,15 +233,28 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda m: None) 
             "edgerank_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": describe_machine(),
-            "workload": {"data": str(config.data), "data_name": Path(config.data).name,
-                         "data_sha256": sha256_file(config.data), "queries": len(sample),
-                         "quality_queries": len(judged_groups),
-                         "candidates": sorted(lists), "headline_n": headline_n(sorted(lists)), "seed": config.seed,
-                         "max_length": config.max_length, "threads": config.threads, "warmup": config.warmup,
-                         "repeat": config.repeat, "settle_s": config.settle_s,
-                         "read_warnings": read_report.warnings()},
-            "reference": {"ms": float(np.median(ref_ms)), "runs_ms": ref_ms, "shape": references[0]["shape"],
-                          "gflops": float(np.median([r["gflops"] for r in references]))},
+            "workload": {
+                "data": str(config.data),
+                "data_name": Path(config.data).name,
+                "data_sha256": sha256_file(config.data),
+                "queries": len(sample),
+                "quality_queries": len(judged_groups),
+                "candidates": sorted(lists),
+                "headline_n": headline_n(sorted(lists)),
+                "seed": config.seed,
+                "max_length": config.max_length,
+                "threads": config.threads,
+                "warmup": config.warmup,
+                "repeat": config.repeat,
+                "settle_s": config.settle_s,
+                "read_warnings": read_report.warnings(),
+            },
+            "reference": {
+                "ms": float(np.median(ref_ms)),
+                "runs_ms": ref_ms,
+                "shape": references[0]["shape"],
+                "gflops": float(np.median([r["gflops"] for r in references])),
+            },
             "bm25": bm25,
             "subjects": [r for r in results if "skipped" not in r],
             "skipped": skipped,
@@ -253,8 +283,10 @@ def _bench_subject(item: Planned, untimed, records, config: BenchConfig):
             entry["latency"][str(n)] = vars(Latency.from_seconds(seconds, n))
         if not subject.in_process:
             entry["load_ms"] = subject.reported.get("load_ms")
-            entry["memory"] = {"peak_rss_mb": subject.reported.get("peak_rss_mb"),
-                               "note": "peak of the peer's own process over the whole run"}
+            entry["memory"] = {
+                "peak_rss_mb": subject.reported.get("peak_rss_mb"),
+                "note": "peak of the peer's own process over the whole run",
+            }
             entry["versions"] = subject.reported.get("versions")
     except PeerUnavailable as e:
         return {"name": subject.name, "role": item.role, "skipped": str(e)}, None
@@ -265,8 +297,9 @@ def _bench_subject(item: Planned, untimed, records, config: BenchConfig):
     return entry, subject_scores
 
 
-def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, config: BenchConfig,
-                log: Callable[[str], None]) -> None:
+def _add_paired(
+    plan: list[Planned], results: list[dict[str, Any]], records, config: BenchConfig, log: Callable[[str], None]
+) -> None:
     """Each measured peer timed again, interleaved list by list with its edgerank artifact
     (``paired.py``): the peer ratio that machine drift between subjects cannot move."""
     measured = {e["name"]: e for e in results if "latency" in e}
@@ -280,8 +313,9 @@ def _add_paired(plan: list[Planned], results: list[dict[str, Any]], records, con
             edgerank.load()
             peer.load()
             for n, lists in records.items():
-                seconds = interleave(edgerank, peer, lists, warmup=config.warmup, repeat=config.repeat,
-                                     settle=config.settle_s)
+                seconds = interleave(
+                    edgerank, peer, lists, warmup=config.warmup, repeat=config.repeat, settle=config.settle_s
+                )
                 entry["latency"][str(n)]["paired"] = paired_ratio(*seconds)
         except PeerUnavailable as e:
             entry["notes"].append(f"no interleaved timing: {e}")
@@ -334,11 +368,17 @@ def _add_quality(results, scores, quality_lists, lists, bm25, bm25_scores, teach
             continue
         row = {k: comparison[k][entry["name"]] for k in comparison}
         judged = row["judged"]
-        entry["quality"] = {k: judged[k] for k in ("ndcg@10", "mrr@10", "queries", "gain_kept", "gain_kept_ci95")
-                            if k in judged}
+        entry["quality"] = {
+            k: judged[k] for k in ("ndcg@10", "mrr@10", "queries", "gain_kept", "gain_kept_ci95") if k in judged
+        }
         if teacher is not None and "random" in row:
-            entry["quality"].update({"kendall_tau": row["random"]["kendall_tau"],
-                                     "top10_overlap": row["random"]["top10_overlap"], "agreement_n": head})
+            entry["quality"].update(
+                {
+                    "kendall_tau": row["random"]["kendall_tau"],
+                    "top10_overlap": row["random"]["top10_overlap"],
+                    "agreement_n": head,
+                }
+            )
         entry["quality"]["serving"] = {k: v for k, v in row.items() if k != "judged"} | {"size": head}
         own = scores[entry["name"]]
         for n, groups in lists.items():
@@ -348,8 +388,9 @@ def _add_quality(results, scores, quality_lists, lists, bm25, bm25_scores, teach
             entry["latency"][str(n)].update({"ndcg@10": per_n["ndcg@10"], "mrr@10": per_n["mrr@10"]})
             t_n = _evaluate_or_none(groups, scores[teacher][n]) if teacher is not None else None
             if t_n is not None and bm25[str(n)] is not None:
-                entry["latency"][str(n)]["gain_kept"] = gain_kept(per_n["ndcg@10"], t_n["ndcg@10"],
-                                                                  bm25[str(n)]["ndcg@10"])
+                entry["latency"][str(n)]["gain_kept"] = gain_kept(
+                    per_n["ndcg@10"], t_n["ndcg@10"], bm25[str(n)]["ndcg@10"]
+                )
 
 
 def _add_ratios(results, teacher_name: str | None) -> None:

@@ -57,8 +57,9 @@ class Subject:
         """Path, precision, device and size on disk, for the report."""
         raise NotImplementedError
 
-    def measure(self, lists: Sequence[CandidateList], *, warmup: int,
-                repeat: int) -> tuple[list[float], list[np.ndarray]]:
+    def measure(
+        self, lists: Sequence[CandidateList], *, warmup: int, repeat: int
+    ) -> tuple[list[float], list[np.ndarray]]:
         """Seconds of every timed call and each list's scores (from its last timed call)."""
         calls = [self.prepare(q, p) for q, p in lists]
         seconds, results = time_calls(calls, warmup=warmup, repeat=repeat)
@@ -113,11 +114,15 @@ class ArtifactSubject(Subject):
         from ..artifact import load_artifact
 
         art = load_artifact(self.path, verify=False)
-        return {"path": str(self.path), "kind": art.kind, "precision": art.manifest.get("precision"),
-                "device": ",".join(self.providers or ["CPUExecutionProvider"]),
-                "size_bytes": folder_size(art.path, list(art.manifest.get("files", {})) + ["manifest.json"]),
-                "source_model": (art.manifest.get("source") or {}).get("model"),
-                "hf_config": bool(art.manifest.get("hf"))}
+        return {
+            "path": str(self.path),
+            "kind": art.kind,
+            "precision": art.manifest.get("precision"),
+            "device": ",".join(self.providers or ["CPUExecutionProvider"]),
+            "size_bytes": folder_size(art.path, list(art.manifest.get("files", {})) + ["manifest.json"]),
+            "source_model": (art.manifest.get("source") or {}).get("model"),
+            "hf_config": bool(art.manifest.get("hf")),
+        }
 
     def close(self):
         self._ranker = None
@@ -157,12 +162,17 @@ class TorchSubject(Subject):
 
         texts = texts_of(products)
         queries = [query] * len(texts)
-        return lambda: score_pairs(self._model, self._tokenizer, queries, texts, batch_size=self.batch_size,
-                                   max_length=self.max_length)
+        return lambda: score_pairs(
+            self._model, self._tokenizer, queries, texts, batch_size=self.batch_size, max_length=self.max_length
+        )
 
     def describe(self):
-        return {"path": str(self.path), "precision": "fp32", "device": "cpu",
-                "size_bytes": folder_size(Path(self.path))}
+        return {
+            "path": str(self.path),
+            "precision": "fp32",
+            "device": "cpu",
+            "size_bytes": folder_size(Path(self.path)),
+        }
 
     def close(self):
         self._model = self._tokenizer = None

@@ -21,9 +21,30 @@ else:  # pragma: no cover
 
 PATH_KEYS = ("data", "teacher", "json", "markdown", "plot", "check")
 PATH_LIST_KEYS = ("artifacts", "models")
-KNOWN = set(PATH_KEYS) | set(PATH_LIST_KEYS) | {
-    "description", "candidates", "threads", "warmup", "repeat", "queries", "quality_queries", "seed", "max_length", "peers", "memory",
-    "gpu", "reference", "columns", "label_map", "gain_offset", "max_regression", "max_quality_drop"}
+KNOWN = (
+    set(PATH_KEYS)
+    | set(PATH_LIST_KEYS)
+    | {
+        "description",
+        "candidates",
+        "threads",
+        "warmup",
+        "repeat",
+        "queries",
+        "quality_queries",
+        "seed",
+        "max_length",
+        "peers",
+        "memory",
+        "gpu",
+        "reference",
+        "columns",
+        "label_map",
+        "gain_offset",
+        "max_regression",
+        "max_quality_drop",
+    }
+)
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Latency:
     """Summary of timed calls that each ranked ``pairs`` (query, product) pairs."""
@@ -30,12 +31,20 @@ class Latency:
         if ms.size == 0:
             raise ValueError("no timed calls to summarise")
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        return cls(p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99), mean_ms=float(ms.mean()),
-                   samples=int(ms.size), pairs_per_s=float(pairs / (ms.mean() / 1e3)), min_ms=float(ms.min()))
+        return cls(
+            p50_ms=float(p50),
+            p95_ms=float(p95),
+            p99_ms=float(p99),
+            mean_ms=float(ms.mean()),
+            samples=int(ms.size),
+            pairs_per_s=float(pairs / (ms.mean() / 1e3)),
+            min_ms=float(ms.min()),
+        )
 
 
-def time_calls(calls: Sequence[Callable[[], object]], *, warmup: int = 1,
-               repeat: int = 3) -> tuple[list[float], list[object]]:
+def time_calls(
+    calls: Sequence[Callable[[], object]], *, warmup: int = 1, repeat: int = 3
+) -> tuple[list[float], list[object]]:
     """Run ``warmup`` untimed calls (cycling over ``calls``), then each call ``repeat`` times.
 
     Returns the seconds of every timed call and the last result of each call (so the caller can

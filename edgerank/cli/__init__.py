@@ -15,8 +15,18 @@ from .. import __version__
 from ._common import run_guarded
 
 #: Command name -> module under edgerank.cli holding ``command``, in the order ``--help`` lists them.
-COMMANDS = {"teacher": "teacher", "distill": "distill", "eval": "eval", "rank": "rank", "serve": "serve",
-            "export": "export", "build-engine": "build_engine", "bench": "bench", "index": "index", "search": "search"}
+COMMANDS = {
+    "teacher": "teacher",
+    "distill": "distill",
+    "eval": "eval",
+    "rank": "rank",
+    "serve": "serve",
+    "export": "export",
+    "build-engine": "build_engine",
+    "bench": "bench",
+    "index": "index",
+    "search": "search",
+}
 
 
 class LazyGroup(click.Group):

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
 #: Errors that end a command with one line and exit 2, as (module, class): looked up only among loaded
 #: modules, since an error whose module never loaded cannot have been raised.
-EXPECTED_ERRORS = (("edgerank.data", "DataError"), ("edgerank.modeling", "ModelError"),
-                   ("edgerank.export.config", "ExportError"), ("edgerank.artifact", "ArtifactError"),
-                   ("edgerank.runtime.errors", "RankerInputError"), ("edgerank.runtime.errors", "BackendError"),
-                   ("edgerank.bench", "BenchError"))
+EXPECTED_ERRORS = (
+    ("edgerank.data", "DataError"),
+    ("edgerank.modeling", "ModelError"),
+    ("edgerank.export.config", "ExportError"),
+    ("edgerank.artifact", "ArtifactError"),
+    ("edgerank.runtime.errors", "RankerInputError"),
+    ("edgerank.runtime.errors", "BackendError"),
+    ("edgerank.bench", "BenchError"),
+)
 
 BAD_INPUT_HELP = (
     "\b\nBad input stops with one line naming file, row and field (exit 2): missing column, empty file,\n"
@@ -35,6 +40,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 
 def run_guarded(fn: Callable) -> Callable:
     """Turn expected failures (bad data, unusable models) into one line on stderr and exit 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -47,18 +53,33 @@ def run_guarded(fn: Callable) -> Callable:
                 raise
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+
     return wrapper
 
 
 def data_options(fn: Callable) -> Callable:
     """--column / --label-map / --gain-offset, shared by every command that reads judgements."""
-    fn = click.option("--gain-offset", default="auto", show_default=True,
-                      help="Label meaning 'no gain'; nDCG gain = relevance - offset. 'auto' = the file's smallest label.")(fn)
-    fn = click.option("--label-map", "label_map", multiple=True, metavar="LABEL=GAIN",
-                      help="Map categorical labels to gains (ESCI's esci_label gets E=1,S=0.1,C=0.01,I=0 by default).")(fn)
-    fn = click.option("--column", "columns", multiple=True, metavar="CANONICAL=NAME",
-                      help="Read a canonical column (query_id, query, product_id, product_title, "
-                           "product_description, relevance) from another name, e.g. query=search_term.")(fn)
+    fn = click.option(
+        "--gain-offset",
+        default="auto",
+        show_default=True,
+        help="Label meaning 'no gain'; nDCG gain = relevance - offset. 'auto' = the file's smallest label.",
+    )(fn)
+    fn = click.option(
+        "--label-map",
+        "label_map",
+        multiple=True,
+        metavar="LABEL=GAIN",
+        help="Map categorical labels to gains (ESCI's esci_label gets E=1,S=0.1,C=0.01,I=0 by default).",
+    )(fn)
+    fn = click.option(
+        "--column",
+        "columns",
+        multiple=True,
+        metavar="CANONICAL=NAME",
+        help="Read a canonical column (query_id, query, product_id, product_title, "
+        "product_description, relevance) from another name, e.g. query=search_term.",
+    )(fn)
     return fn
 
 

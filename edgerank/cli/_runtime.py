@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
@@ -12,8 +12,13 @@ def blend_option(fn: Callable) -> Callable:
 
 
 def runtime_options(fn: Callable) -> Callable:
-    fn = click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-                      help="Pairs per forward pass; bounds memory for long candidate lists.")(fn)
+    fn = click.option(
+        "--max-batch-size",
+        default=16,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Pairs per forward pass; bounds memory for long candidate lists.",
+    )(fn)
     fn = click.option("--providers", help="ONNX Runtime execution providers in order, e.g. cuda,cpu (default cpu).")(fn)
     fn = click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")(fn)
     return fn

@@ -11,16 +11,29 @@ from ._common import run_guarded
 
 @click.command("index")
 @click.option("--artifact", required=True, type=click.Path(), help="A late-interaction or bi-encoder artifact.")
-@click.option("--products", "products_paths", required=True, multiple=True, type=click.Path(),
-              help="Catalog as CSV/TSV/JSONL: id, title, optional description (product_id/product_title also "
-                   "read). Repeat for several files; a repeated id keeps its first row.")
+@click.option(
+    "--products",
+    "products_paths",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Catalog as CSV/TSV/JSONL: id, title, optional description (product_id/product_title also "
+    "read). Repeat for several files; a repeated id keeps its first row.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Index folder (written atomically).")
-@click.option("--update", is_flag=True, help="Add new and replace changed products in the index at --out "
-                                              "instead of rebuilding it; the old index stays until the new one is complete.")
-@click.option("--dtype", type=click.Choice(["float16", "float32", "int8", "residual-2bit", "residual-1bit"]),
-              help="Stored token vectors (default: the artifact's, float16). int8 halves the index again; "
-                   "residual-2bit / residual-1bit (late interaction) keep a centroid id and 2 or 1 bits per "
-                   "dimension: ~7x / ~12x smaller than float16, at some recall (docs/catalog.md).")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Add new and replace changed products in the index at --out "
+    "instead of rebuilding it; the old index stays until the new one is complete.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "float32", "int8", "residual-2bit", "residual-1bit"]),
+    help="Stored token vectors (default: the artifact's, float16). int8 halves the index again; "
+    "residual-2bit / residual-1bit (late interaction) keep a centroid id and 2 or 1 bits per "
+    "dimension: ~7x / ~12x smaller than float16, at some recall (docs/catalog.md).",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")
 @run_guarded
 def command(artifact, products_paths, out, update, dtype, threads):
@@ -33,8 +46,9 @@ def command(artifact, products_paths, out, update, dtype, threads):
 
     art = load_artifact(artifact)
     if art.kind not in TOWER_KINDS:
-        raise ArtifactError(f"{art.path}: a catalog index needs a late-interaction or bi-encoder artifact, "
-                            f"not a {art.kind}")
+        raise ArtifactError(
+            f"{art.path}: a catalog index needs a late-interaction or bi-encoder artifact, not a {art.kind}"
+        )
     products, seen, repeated = [], set(), 0
     for path in products_paths:
         for row in read_products_file(path):

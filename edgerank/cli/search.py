@@ -14,9 +14,13 @@ from ._common import run_guarded
 @click.option("--index", required=True, type=click.Path(), help="Its catalog index (edgerank index).")
 @click.option("--query", required=True, help="The shopper's query.")
 @click.option("--top-k", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--depth", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Late interaction: products reranked by MaxSim over their stored vectors after the "
-                   "centroid stages.")
+@click.option(
+    "--depth",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Late interaction: products reranked by MaxSim over their stored vectors after the centroid stages.",
+)
 @click.option("--exact", is_flag=True, help="Late interaction: exact MaxSim over the whole catalog (slower).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: all cores).")

@@ -79,8 +79,9 @@ class BM25Baseline:
     def score(self, groups: Sequence[QueryGroup], corpus: Sequence[str] | None = None) -> list[np.ndarray]:
         return self.score_lists({"lists": groups}, corpus)["lists"]
 
-    def score_lists(self, lists: Mapping[str, Sequence[QueryGroup]],
-                    corpus: Sequence[str] | None = None) -> dict[str, list[np.ndarray]]:
+    def score_lists(
+        self, lists: Mapping[str, Sequence[QueryGroup]], corpus: Sequence[str] | None = None
+    ) -> dict[str, list[np.ndarray]]:
         """Scores of several list sets from one index; each distinct query is scored once, however
         many lists it heads (judged and serving lists share their queries)."""
         texts = {t for groups in lists.values() for g in groups for t in g.texts} | set(corpus or ())

@@ -29,9 +29,15 @@ TOP = 10
 BASELINE = "bm25"
 
 
-def compare(lists: Mapping[str, Sequence[QueryGroup]], scores: Mapping[str, Mapping[str, Sequence[np.ndarray]]], *,
-            teacher: str | None = None, baseline: str = BASELINE, confidence: float = 0.95,
-            seed: int = 0) -> dict[str, dict[str, dict[str, Any]]]:
+def compare(
+    lists: Mapping[str, Sequence[QueryGroup]],
+    scores: Mapping[str, Mapping[str, Sequence[np.ndarray]]],
+    *,
+    teacher: str | None = None,
+    baseline: str = BASELINE,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{list set: {ranker: numbers}}`` for every ranker in ``scores`` (``{ranker: {list set: scores
     per group}}``) that scored that list set. ``baseline`` names BM25's entry; without ``teacher``
     (or when it did not score a list set) the rows carry nDCG and MRR only."""
@@ -46,8 +52,18 @@ def compare(lists: Mapping[str, Sequence[QueryGroup]], scores: Mapping[str, Mapp
                 if r == baseline:  # keeps none of the gain by definition
                     row.update(gain_kept=0.0, gain_kept_ci95=[0.0, 0.0])
                 elif baseline in ranked:
-                    row.update(_kept(row, rows[teacher], rows[baseline], per_query[r], per_query[teacher],
-                                     per_query[baseline], confidence, seed))
+                    row.update(
+                        _kept(
+                            row,
+                            rows[teacher],
+                            rows[baseline],
+                            per_query[r],
+                            per_query[teacher],
+                            per_query[baseline],
+                            confidence,
+                            seed,
+                        )
+                    )
         out[name] = rows
     return out
 
@@ -69,9 +85,13 @@ def describe_lists(lists: Mapping[str, Sequence[QueryGroup]]) -> dict[str, dict[
     out = {}
     for name, groups in lists.items():
         sizes = np.asarray([len(g.texts) for g in groups])
-        out[name] = {"queries": len(groups), "pairs": int(sizes.sum()),
-                     "size": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}
-                     if len(sizes) else None}
+        out[name] = {
+            "queries": len(groups),
+            "pairs": int(sizes.sum()),
+            "size": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}
+            if len(sizes)
+            else None,
+        }
     return out
 
 
@@ -83,9 +103,11 @@ def list_title(name: str, info: Mapping[str, Any] | None = None) -> str:
     return f"serving, {name} fill{size}"
 
 
-def format_comparison(comparison: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                      lists: Mapping[str, Mapping[str, Any]] | None = None,
-                      names: Mapping[str, str] | None = None) -> str:
+def format_comparison(
+    comparison: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    lists: Mapping[str, Mapping[str, Any]] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> str:
     """One markdown table, a row per list set and ranker; ``names`` relabels rankers (``bm25`` -> ``BM25``)."""
     names = {BASELINE: "BM25", **(names or {})}
     header = ["list", "ranker", "nDCG@10", "MRR@10", "teacher's gain kept (95% CI)", f"top-{TOP} overlap", "Kendall τ"]
@@ -93,9 +115,15 @@ def format_comparison(comparison: Mapping[str, Mapping[str, Mapping[str, Any]]],
     for name, rows in comparison.items():
         title = list_title(name, (lists or {}).get(name))
         for ranker, row in rows.items():
-            cells = [title, names.get(ranker, ranker), f"{row['ndcg@10']:.4f}", f"{row['mrr@10']:.4f}",
-                     format_kept(row.get("gain_kept", float("nan")), row.get("gain_kept_ci95")),
-                     _num(row.get(f"top{TOP}_overlap"), ".3f"), _num(row.get("kendall_tau"), ".3f")]
+            cells = [
+                title,
+                names.get(ranker, ranker),
+                f"{row['ndcg@10']:.4f}",
+                f"{row['mrr@10']:.4f}",
+                format_kept(row.get("gain_kept", float("nan")), row.get("gain_kept_ci95")),
+                _num(row.get(f"top{TOP}_overlap"), ".3f"),
+                _num(row.get("kendall_tau"), ".3f"),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

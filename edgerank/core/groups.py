@@ -71,8 +71,9 @@ def query_seed(seed: int, query_id: str) -> list[int]:
     return [seed, int(hashlib.sha1(query_id.encode("utf-8")).hexdigest()[:8], 16)]
 
 
-def score_by_group(groups: Iterable[QueryGroup],
-                   score_pairs: Callable[[list[str], list[str]], np.ndarray]) -> list[np.ndarray]:
+def score_by_group(
+    groups: Iterable[QueryGroup], score_pairs: Callable[[list[str], list[str]], np.ndarray]
+) -> list[np.ndarray]:
     """Scores for each group's candidates, one array per group, from ONE call over all pairs: a scorer
     batches and length-sorts across queries far better than it can inside one short list."""
     groups = list(groups)

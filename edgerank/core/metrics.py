@@ -8,8 +8,8 @@ BM25. ``gain_kept`` measures what matters: the share of the teacher's improvemen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +64,7 @@ def mrr_at_k(gains: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
     above = int((scores > tie_score).sum())
     m, h = int((scores == tie_score).sum()), int((relevant & (scores == tie_score)).sum())
     # P(first relevant product is the (j+1)-th of the group) = C(m-j-1, h-1) / C(m, h)
-    return float(sum(comb(m - j - 1, h - 1) / comb(m, h) / (above + j + 1)
-                     for j in range(m - h + 1) if above + j < k))
+    return float(sum(comb(m - j - 1, h - 1) / comb(m, h) / (above + j + 1) for j in range(m - h + 1) if above + j < k))
 
 
 def _judged(groups: Sequence[QueryGroup], scores: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -105,8 +104,15 @@ def _share(model: np.ndarray, teacher: np.ndarray, baseline: np.ndarray, axis: i
         return (model.mean(axis=axis) - base) / (teacher.mean(axis=axis) - base)
 
 
-def gain_kept_interval(model: np.ndarray, teacher: np.ndarray, baseline: np.ndarray, *, confidence: float = 0.95,
-                       resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def gain_kept_interval(
+    model: np.ndarray,
+    teacher: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval (``scipy.stats.bootstrap``) of ``gain_kept`` over queries, from
     the per-query nDCG of the three rankers.
 
@@ -129,9 +135,17 @@ def gain_kept_interval(model: np.ndarray, teacher: np.ndarray, baseline: np.ndar
         return float("nan"), float("nan")
     with warnings.catch_warnings():  # resamples without a share are dropped below, not a degenerate interval
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        result = bootstrap((model, teacher, baseline), _share, paired=True, vectorized=True, n_resamples=resamples,
-                           confidence_level=confidence, method="percentile", batch=500,
-                           random_state=np.random.default_rng(seed))
+        result = bootstrap(
+            (model, teacher, baseline),
+            _share,
+            paired=True,
+            vectorized=True,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            batch=500,
+            random_state=np.random.default_rng(seed),
+        )
     shares = result.bootstrap_distribution
     finite = shares[np.isfinite(shares)]
     if finite.size == shares.size:

@@ -55,8 +55,9 @@ def random_order(group: QueryGroup, catalog: Catalog, excluded: np.ndarray, seed
     return order[~np.isin(order, excluded)]
 
 
-def _bm25_fills(groups: Sequence[QueryGroup], catalog: Catalog, excluded: list[np.ndarray],
-                need: list[int], size: int, seed: int) -> list[np.ndarray]:
+def _bm25_fills(
+    groups: Sequence[QueryGroup], catalog: Catalog, excluded: list[np.ndarray], need: list[int], size: int, seed: int
+) -> list[np.ndarray]:
     """Each query's best unjudged BM25 matches; when fewer than ``need`` match at all (a rare or
     stopword-only query), the rest are seeded random draws, as in the random fill.
 
@@ -75,13 +76,14 @@ def _bm25_fills(groups: Sequence[QueryGroup], catalog: Catalog, excluded: list[n
             pick = ranked[~np.isin(ranked, ex)][:n]
         if len(pick) < n:
             rest = random_order(g, catalog, np.concatenate([ex, pick]), seed)
-            pick = np.concatenate([pick, rest[:n - len(pick)]])
+            pick = np.concatenate([pick, rest[: n - len(pick)]])
         fills.append(pick.astype(np.int64))
     return fills
 
 
-def serving_lists(groups: Sequence[QueryGroup], catalog: Catalog, fill: str = "bm25",
-                  size: int = DEFAULT_LIST_SIZE, seed: int = 0) -> list[QueryGroup]:
+def serving_lists(
+    groups: Sequence[QueryGroup], catalog: Catalog, fill: str = "bm25", size: int = DEFAULT_LIST_SIZE, seed: int = 0
+) -> list[QueryGroup]:
     """Each group's judged products, then unjudged ``fill`` products of ``catalog`` (gain 0) up to
     ``size``. The groups' ``rows`` continue with each fill-in's ``catalog.rows`` entry (-1 when the
     catalog has none)."""
@@ -106,15 +108,24 @@ def topped_up(group: QueryGroup, catalog: Catalog, fill: np.ndarray) -> QueryGro
     """``group`` followed by the catalog products at positions ``fill``, unjudged (gain 0)."""
     labels = group.labels if group.labels is not None else np.zeros(len(group.texts))
     rows = catalog.rows[fill] if catalog.rows is not None else np.full(len(fill), -1)
-    return QueryGroup(query_id=group.query_id, query=group.query,
-                      product_ids=group.product_ids + tuple(catalog.product_ids[i] for i in fill),
-                      texts=group.texts + tuple(catalog.texts[i] for i in fill),
-                      labels=np.concatenate([np.asarray(labels, dtype=np.float64), np.zeros(len(fill))]),
-                      rows=np.concatenate([np.asarray(group.rows), rows]).astype(np.int64))
+    return QueryGroup(
+        query_id=group.query_id,
+        query=group.query,
+        product_ids=group.product_ids + tuple(catalog.product_ids[i] for i in fill),
+        texts=group.texts + tuple(catalog.texts[i] for i in fill),
+        labels=np.concatenate([np.asarray(labels, dtype=np.float64), np.zeros(len(fill))]),
+        rows=np.concatenate([np.asarray(group.rows), rows]).astype(np.int64),
+    )
 
 
-def comparison_lists(groups: Sequence[QueryGroup], catalog: Catalog | None, *, size: int | None = DEFAULT_LIST_SIZE,
-                     fills: Sequence[str] = FILLS, seed: int = 0) -> dict[str, list[QueryGroup]]:
+def comparison_lists(
+    groups: Sequence[QueryGroup],
+    catalog: Catalog | None,
+    *,
+    size: int | None = DEFAULT_LIST_SIZE,
+    fills: Sequence[str] = FILLS,
+    seed: int = 0,
+) -> dict[str, list[QueryGroup]]:
     """The list sets a comparison scores, primary first: one serving list set per fill (when a size
     and a catalog are given), then the judged lists themselves (``judged``)."""
     lists: dict[str, list[QueryGroup]] = {}

@@ -10,9 +10,9 @@ commonest length and by irrelevant pairs. See ``calibration/README.md`` for the 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +48,15 @@ def _allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:
     return take
 
 
-def build_calibration_set(data: str | os.PathLike, tokenizer, *, n: int = 300, seed: int = 0,
-                          columns: Mapping[str, str] | None = None,
-                          label_map: Mapping[str, float] | None = None) -> CalibrationSet:
+def build_calibration_set(
+    data: str | os.PathLike,
+    tokenizer,
+    *,
+    n: int = 300,
+    seed: int = 0,
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, float] | None = None,
+) -> CalibrationSet:
     """Draw ``n`` pairs from ``data`` (any table ``edgerank.data.read_table`` reads; labels optional).
 
     ``tokenizer`` is a ``tokenizers.Tokenizer`` configured like the artifact's (truncation to
@@ -79,21 +85,39 @@ def build_calibration_set(data: str | os.PathLike, tokenizer, *, n: int = 300, s
     else:
         label_bin, label_names = np.zeros(len(df), dtype=int), ["unlabelled"]
     cells = sorted(set(zip(length_bin.tolist(), label_bin.tolist())))
-    strata = {f"{length_names[lb]} | {label_names[ab]}": np.flatnonzero((length_bin == lb) & (label_bin == ab))
-              for lb, ab in cells}
+    strata = {
+        f"{length_names[lb]} | {label_names[ab]}": np.flatnonzero((length_bin == lb) & (label_bin == ab))
+        for lb, ab in cells
+    }
     take = _allocate({k: len(v) for k, v in strata.items()}, min(n, len(df)))
     chosen = np.concatenate([rng.choice(strata[k], size=c, replace=False) for k, c in take.items() if c])
     chosen.sort()
-    summary = {"n": int(len(chosen)), "source": str(data), "source_sha256": sha256_file(data),
-               "source_rows": rows, "pool": int(len(df)), "seed": seed,
-               "strata": {k: int(c) for k, c in take.items()},
-               "tokens": {"min": int(lengths[chosen].min()), "median": float(np.median(lengths[chosen])),
-                          "max": int(lengths[chosen].max())}}
+    summary = {
+        "n": int(len(chosen)),
+        "source": str(data),
+        "source_sha256": sha256_file(data),
+        "source_rows": rows,
+        "pool": int(len(df)),
+        "seed": seed,
+        "strata": {k: int(c) for k, c in take.items()},
+        "tokens": {
+            "min": int(lengths[chosen].min()),
+            "median": float(np.median(lengths[chosen])),
+            "max": int(lengths[chosen].max()),
+        },
+    }
     return CalibrationSet([queries[i] for i in chosen], [texts[i] for i in chosen], summary)
 
 
-def pair_reader(tokenizer, queries: Sequence[str], texts: Sequence[str], input_names: Sequence[str],
-                batch_size: int = 16, *, uniform: bool = False):
+def pair_reader(
+    tokenizer,
+    queries: Sequence[str],
+    texts: Sequence[str],
+    input_names: Sequence[str],
+    batch_size: int = 16,
+    *,
+    uniform: bool = False,
+):
     """A ``CalibrationDataReader`` feeding the pairs in padded batches, with the graph's input names.
 
     ``uniform`` gives every batch the same shape — all padded to the longest pair, the last one
@@ -109,14 +133,23 @@ def pair_reader(tokenizer, queries: Sequence[str], texts: Sequence[str], input_n
         def __init__(self) -> None:
             pairs = list(zip(queries, texts))
             if uniform and len(pairs) % batch_size:
-                pairs += pairs[:batch_size - len(pairs) % batch_size]
-            self.batches = [encode_feed(tokenizer, pairs[i:i + batch_size], input_names)
-                            for i in range(0, len(pairs), batch_size)]
+                pairs += pairs[: batch_size - len(pairs) % batch_size]
+            self.batches = [
+                encode_feed(tokenizer, pairs[i : i + batch_size], input_names) for i in range(0, len(pairs), batch_size)
+            ]
             if uniform:
                 width = max(b[input_names[0]].shape[1] for b in self.batches)
-                self.batches = [{n: np.pad(a, ((0, 0), (0, width - a.shape[1])),
-                                           constant_values=tokenizer.padding["pad_id"] if n == "input_ids" else 0)
-                                 for n, a in b.items()} for b in self.batches]
+                self.batches = [
+                    {
+                        n: np.pad(
+                            a,
+                            ((0, 0), (0, width - a.shape[1])),
+                            constant_values=tokenizer.padding["pad_id"] if n == "input_ids" else 0,
+                        )
+                        for n, a in b.items()
+                    }
+                    for b in self.batches
+                ]
             self.rewind()
 
         def get_next(self):

@@ -49,8 +49,10 @@ class ExportConfig:
             for key in ("precision", "target"):
                 mine, theirs = getattr(self, key), getattr(profile, key)
                 if mine is not None and mine != theirs:
-                    raise ExportError(f"--{key} {mine} contradicts profile {profile.name} ({key} = {theirs}); "
-                                      f"drop --{key} or pick another profile")
+                    raise ExportError(
+                        f"--{key} {mine} contradicts profile {profile.name} ({key} = {theirs}); "
+                        f"drop --{key} or pick another profile"
+                    )
                 setattr(self, key, theirs)
             if self.reduce_range is None:
                 self.reduce_range = profile.reduce_range
@@ -80,19 +82,27 @@ class ExportConfig:
         if self.target == "tensorrt" and not self.profile:
             raise ExportError("--target tensorrt needs --profile NAME (see edgerank/export/profiles/README.md)")
         if self.target == "tensorrt" and self.optimize:
-            raise ExportError("--optimize writes ONNX Runtime contrib ops TensorRT cannot parse; "
-                              "leave it off for --target tensorrt (TensorRT fuses on its own)")
+            raise ExportError(
+                "--optimize writes ONNX Runtime contrib ops TensorRT cannot parse; "
+                "leave it off for --target tensorrt (TensorRT fuses on its own)"
+            )
         if self.target == "tensorrt" and self.precision == "int8-dynamic":
-            raise ExportError("int8-dynamic uses ONNX Runtime-only operators TensorRT cannot run; "
-                              "use int8-static (QDQ) for --target tensorrt")
+            raise ExportError(
+                "int8-dynamic uses ONNX Runtime-only operators TensorRT cannot run; "
+                "use int8-static (QDQ) for --target tensorrt"
+            )
         if self.precision == "int8-static" and self.optimize:
-            raise ExportError("--optimize with int8-static: the QDQ graph is built from the plain fp32 graph "
-                              "(ONNX Runtime fuses QDQ patterns itself when it loads the model); drop --optimize")
+            raise ExportError(
+                "--optimize with int8-static: the QDQ graph is built from the plain fp32 graph "
+                "(ONNX Runtime fuses QDQ patterns itself when it loads the model); drop --optimize"
+            )
         if self.weight_type is not None and self.weight_type not in WEIGHT_TYPES:
             raise ExportError(f"--weight-type: {self.weight_type!r} is not one of {', '.join(WEIGHT_TYPES)}")
         if self.weight_type not in (None, "int8") and self.precision != "int8-dynamic":
-            raise ExportError(f"--weight-type {self.weight_type} applies to int8-dynamic only "
-                              "(static QDQ weights are int8, as TensorRT needs)")
+            raise ExportError(
+                f"--weight-type {self.weight_type} applies to int8-dynamic only "
+                "(static QDQ weights are int8, as TensorRT needs)"
+            )
         if self.gate_list_size < 0:
             raise ExportError(f"--gate-list-size: {self.gate_list_size} must be 0 (judged lists only) or more")
         if self.calibration_size < 1:

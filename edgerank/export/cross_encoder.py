@@ -52,7 +52,9 @@ class CrossEncoderExport:
         if config.prune_vocab:
             from .vocab import prune_vocabulary, vocabulary_texts
 
-            pruned = prune_vocabulary(model, tokenizer, vocabulary_texts(config.prune_vocab, table_kwargs.get("columns")))
+            pruned = prune_vocabulary(
+                model, tokenizer, vocabulary_texts(config.prune_vocab, table_kwargs.get("columns"))
+            )
         return cls(model_dir, config, profile, table_kwargs, model, tokenizer, pruned)
 
     @property
@@ -113,8 +115,9 @@ class CrossEncoderExport:
         """Through the runtime's ``CrossEncoderScorer``, on a graph not yet shipped."""
         from .scoring import graph_scorer, score_groups
 
-        return score_groups(graph_scorer(graphs[GRAPH], folder / TOKENIZER, self.config.max_length,
-                                         self.tokenizer.pad_token_id), groups)
+        return score_groups(
+            graph_scorer(graphs[GRAPH], folder / TOKENIZER, self.config.max_length, self.tokenizer.pad_token_id), groups
+        )
 
     def lower(self, fp32: Graphs, scratch: Path, folder: Path) -> Lowered:
         """Fuse or cast to fp16 as asked, then quantize to INT8 as asked."""
@@ -127,8 +130,9 @@ class CrossEncoderExport:
         if config.optimize or precision == "fp16":
             self._fuse_or_cast(lowered, scratch, blocks)
         if precision == "int8-dynamic":
-            lowered.details["quantization"] = dynamic_int8(config, lowered.graphs[GRAPH], scratch / "int8-dynamic.onnx",
-                                                           embeddings=blocks)
+            lowered.details["quantization"] = dynamic_int8(
+                config, lowered.graphs[GRAPH], scratch / "int8-dynamic.onnx", embeddings=blocks
+            )
             lowered.graphs[GRAPH] = scratch / "int8-dynamic.onnx"
         elif precision == "int8-static":
             self._quantize_static(lowered, fp32[GRAPH], scratch, folder, blocks)
@@ -141,8 +145,9 @@ class CrossEncoderExport:
         src, fp16 = lowered.graphs[GRAPH], lowered.precision == "fp16"
         if self.config.optimize:
             lowered.graphs[GRAPH] = scratch / "optimized.onnx"
-            lowered.details["fused_ops"] = fuse(src, lowered.graphs[GRAPH], self.model.config, fp16=fp16,
-                                                embed_layer_norm=not blocks)
+            lowered.details["fused_ops"] = fuse(
+                src, lowered.graphs[GRAPH], self.model.config, fp16=fp16, embed_layer_norm=not blocks
+            )
         else:
             lowered.graphs[GRAPH] = scratch / "fp16.onnx"
             to_fp16(src, lowered.graphs[GRAPH])
@@ -154,15 +159,24 @@ class CrossEncoderExport:
         from .scoring import pair_tokenizer
 
         config, quantized = self.config, scratch / "int8-static.onnx"
-        tokenizer = pair_tokenizer(folder / TOKENIZER, config.max_length, self.tokenizer.pad_token_id,
-                                   self.tokenizer.pad_token)
-        calib = build_calibration_set(config.calibration, tokenizer, n=config.calibration_size, seed=config.seed,
-                                      **self.table_kwargs)
-        reader = pair_reader(tokenizer, calib.queries, calib.texts, self.inputs,
-                             uniform=config.calibration_method != "minmax")
+        tokenizer = pair_tokenizer(
+            folder / TOKENIZER, config.max_length, self.tokenizer.pad_token_id, self.tokenizer.pad_token
+        )
+        calib = build_calibration_set(
+            config.calibration, tokenizer, n=config.calibration_size, seed=config.seed, **self.table_kwargs
+        )
+        reader = pair_reader(
+            tokenizer, calib.queries, calib.texts, self.inputs, uniform=config.calibration_method != "minmax"
+        )
         lowered.details["quantization"] = quantize_static_qdq(
-            fp32, quantized, reader, method=config.calibration_method, reduce_range=config.reduce_range,
-            per_channel=config.per_channel, for_tensorrt=config.target == "tensorrt")
+            fp32,
+            quantized,
+            reader,
+            method=config.calibration_method,
+            reduce_range=config.reduce_range,
+            per_channel=config.per_channel,
+            for_tensorrt=config.target == "tensorrt",
+        )
         if blocks:
             lowered.details["quantization"]["embeddings"] = quantize_embeddings_blockwise(quantized, quantized)
         lowered.calibration = calib.summary | {"method": config.calibration_method}
@@ -170,8 +184,11 @@ class CrossEncoderExport:
 
     def manifest(self, folder: Path, lowered: Lowered, groups: Sequence[QueryGroup]) -> dict[str, Any]:
         tokenizer = tokenizer_section(self.tokenizer, self.config.max_length, pair=True)
-        fields = {"graphs": {"model": {"file": GRAPH, "inputs": self.inputs, "outputs": ["logits"]}},
-                  "tokenizer": tokenizer | {"vocabulary": self._vocabulary(groups)}, "hf": dict(HF_FILES)}
+        fields = {
+            "graphs": {"model": {"file": GRAPH, "inputs": self.inputs, "outputs": ["logits"]}},
+            "tokenizer": tokenizer | {"vocabulary": self._vocabulary(groups)},
+            "hf": dict(HF_FILES),
+        }
         if self.config.target == "tensorrt":
             fields["tensorrt"] = write_tensorrt(folder, self.profile, self.inputs)
         return fields
@@ -183,8 +200,10 @@ class CrossEncoderExport:
         from .vocab import unchanged_share
 
         queries, texts = [g.query for g in groups for _ in g.texts], [t for g in groups for t in g.texts]
-        return self.pruned.summary | {"from": [str(p) for p in self.config.prune_vocab], "unchanged_parity_pairs":
-                                      unchanged_share(self.source_tokenizer, self.tokenizer, queries, texts)}
+        return self.pruned.summary | {
+            "from": [str(p) for p in self.config.prune_vocab],
+            "unchanged_parity_pairs": unchanged_share(self.source_tokenizer, self.tokenizer, queries, texts),
+        }
 
 
 def save_hf_config(model, tokenizer, dest: Path) -> None:
@@ -205,5 +224,9 @@ def write_tensorrt(folder: Path, profile, inputs: list[str]) -> dict[str, Any]:
     script = folder / BUILD_SCRIPT
     script.write_text(build_script(profile, inputs))
     script.chmod(0o755)
-    return {"profile": profile.name, "build_script": BUILD_SCRIPT, "flags": list(engine_flags(profile.precision)),
-            "command": trtexec_command(profile, inputs)}
+    return {
+        "profile": profile.name,
+        "build_script": BUILD_SCRIPT,
+        "flags": list(engine_flags(profile.precision)),
+        "command": trtexec_command(profile, inputs),
+    }

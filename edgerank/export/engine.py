@@ -20,16 +20,20 @@ def build_artifact_engine(artifact: str | os.PathLike, out: str | os.PathLike, p
     art = load_artifact(artifact)
     name = profile or (art.manifest.get("tensorrt") or {}).get("profile")
     if name is None:
-        raise ExportError(f"{art.path}: not exported for TensorRT (no 'tensorrt' section); pass --profile "
-                          "or re-export with --target tensorrt --profile NAME")
+        raise ExportError(
+            f"{art.path}: not exported for TensorRT (no 'tensorrt' section); pass --profile "
+            "or re-export with --target tensorrt --profile NAME"
+        )
     prof = load_profile(name)
     if prof.target != "tensorrt":
         raise ExportError(f"profile {prof.name} targets {prof.target}, not tensorrt")
     graph_precision = art.manifest.get("graph_precision", art.manifest.get("precision"))
     wants_qdq = prof.precision == "int8-static"
     if wants_qdq != (graph_precision == "int8-static") or graph_precision not in ("fp32", "int8-static"):
-        raise ExportError(f"{art.path}: graph is {graph_precision}, profile {prof.name} needs "
-                          f"{'a QDQ (int8-static)' if wants_qdq else 'an fp32'} graph; re-export with --profile {prof.name}")
+        raise ExportError(
+            f"{art.path}: graph is {graph_precision}, profile {prof.name} needs "
+            f"{'a QDQ (int8-static)' if wants_qdq else 'an fp32'} graph; re-export with --profile {prof.name}"
+        )
     engine_flags(prof.precision)
     check_sequence(prof, art.manifest["tokenizer"]["max_length"])
     import_tensorrt()

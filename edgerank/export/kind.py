@@ -96,13 +96,25 @@ def save_tokenizer(model_dir: Path, tokenizer, dest: Path) -> None:
 
 def tokenizer_section(tokenizer, max_length: int, *, pair: bool) -> dict[str, Any]:
     """The manifest's ``tokenizer``: how the runtime must cut and pad what it feeds the graphs."""
-    return {"file": TOKENIZER, "max_length": max_length, "truncation": "longest_first", "pair": pair,
-            "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id}
+    return {
+        "file": TOKENIZER,
+        "max_length": max_length,
+        "truncation": "longest_first",
+        "pair": pair,
+        "pad_token": tokenizer.pad_token,
+        "pad_id": tokenizer.pad_token_id,
+    }
 
 
 def dynamic_int8(config: ExportConfig, src: Path, dst: Path, *, embeddings: bool) -> dict[str, Any]:
     """``src`` as int8-dynamic at ``dst``, with the configured INT8 settings; returns what was done."""
     from .quantize import quantize_dynamic_int8
 
-    return quantize_dynamic_int8(src, dst, reduce_range=config.reduce_range, per_channel=config.per_channel,
-                                 quantize_embeddings=embeddings, weight_type=config.weight_type)
+    return quantize_dynamic_int8(
+        src,
+        dst,
+        reduce_range=config.reduce_range,
+        per_channel=config.per_channel,
+        quantize_embeddings=embeddings,
+        weight_type=config.weight_type,
+    )

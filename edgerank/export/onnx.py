@@ -17,8 +17,8 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -54,14 +54,25 @@ def export_onnx(model, tokenizer, out: str | os.PathLike, *, opset: int = OPSET)
     model.eval()
     use_eager_attention(model)
     # A padded two-pair batch, so the traced graph sees a real attention mask.
-    sample = tokenizer(["cordless drill", "red garden hose with a brass nozzle"], ["18V drill kit", "hose"],
-                       padding=True, return_tensors="pt")
+    sample = tokenizer(
+        ["cordless drill", "red garden hose with a brass nozzle"],
+        ["18V drill kit", "hose"],
+        padding=True,
+        return_tensors="pt",
+    )
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about constant-folded shape checks are expected
-        torch.onnx.export(model, tuple(sample[n] for n in names), str(out), input_names=names,
-                          output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            model,
+            tuple(sample[n] for n in names),
+            str(out),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return names
 
 
@@ -74,23 +85,45 @@ def parity(reference: Sequence[np.ndarray], scores: Sequence[np.ndarray], top: i
 
     ref, got = np.concatenate(reference), np.concatenate(scores)
     rho = spearmanr(ref, got).statistic if len(ref) > 1 else 1.0
-    return {"max_abs_diff": float(np.abs(ref - got).max()), "spearman": float(np.nan_to_num(rho)),
-            **agreement(reference, scores, top=top)}
+    return {
+        "max_abs_diff": float(np.abs(ref - got).max()),
+        "spearman": float(np.nan_to_num(rho)),
+        **agreement(reference, scores, top=top),
+    }
 
 
 SAMPLE_SHOP = Path(__file__).resolve().parents[1] / "samples" / "shop_dev.csv"
 
 #: Used only when no data file is given and the sample shop is absent: a few real-looking lists.
 BUILTIN_PAIRS = {
-    "cordless drill": ("DEWALT 20V MAX Cordless Drill/Driver Kit", "Milwaukee M18 Hammer Drill Bare Tool",
-                       "Drill Bit Set 29-Piece Titanium", "Garden Hose 50 ft.", "Paint Roller Cover 9 in."),
-    "white interior door": ("Masonite 30 in. White Primed 6-Panel Interior Door", "Door Hinge 3.5 in. Satin Nickel",
-                            "Exterior Steel Door Brown", "White Wall Paint 1 gal.", "Interior Door Knob Set"),
-    "led light bulbs 60w": ("Philips 60-Watt Equivalent A19 LED Light Bulb Soft White (8-Pack)",
-                            "EcoSmart 100W Equivalent LED Bulb", "Halogen Flood Light 90W", "Lamp Shade Linen",
-                            "Ceiling Fan with Light Kit 52 in."),
-    "pvc pipe 2 inch": ("Charlotte Pipe 2 in. x 10 ft. PVC Schedule 40 Pipe", "2 in. PVC Coupling",
-                        "Copper Pipe 1/2 in. x 10 ft.", "PVC Cement 8 oz.", "Garden Hose Nozzle"),
+    "cordless drill": (
+        "DEWALT 20V MAX Cordless Drill/Driver Kit",
+        "Milwaukee M18 Hammer Drill Bare Tool",
+        "Drill Bit Set 29-Piece Titanium",
+        "Garden Hose 50 ft.",
+        "Paint Roller Cover 9 in.",
+    ),
+    "white interior door": (
+        "Masonite 30 in. White Primed 6-Panel Interior Door",
+        "Door Hinge 3.5 in. Satin Nickel",
+        "Exterior Steel Door Brown",
+        "White Wall Paint 1 gal.",
+        "Interior Door Knob Set",
+    ),
+    "led light bulbs 60w": (
+        "Philips 60-Watt Equivalent A19 LED Light Bulb Soft White (8-Pack)",
+        "EcoSmart 100W Equivalent LED Bulb",
+        "Halogen Flood Light 90W",
+        "Lamp Shade Linen",
+        "Ceiling Fan with Light Kit 52 in.",
+    ),
+    "pvc pipe 2 inch": (
+        "Charlotte Pipe 2 in. x 10 ft. PVC Schedule 40 Pipe",
+        "2 in. PVC Coupling",
+        "Copper Pipe 1/2 in. x 10 ft.",
+        "PVC Cement 8 oz.",
+        "Garden Hose Nozzle",
+    ),
 }
 
 
@@ -102,8 +135,17 @@ def parity_groups(data: str | os.PathLike | None = None, *, max_pairs: int = 256
 
     source = Path(data) if data else (SAMPLE_SHOP if SAMPLE_SHOP.exists() else None)
     if source is None:
-        groups = [QueryGroup(query_id=q, query=q, product_ids=tuple(map(str, range(len(t)))), texts=t,
-                             labels=None, rows=np.arange(len(t))) for q, t in BUILTIN_PAIRS.items()]
+        groups = [
+            QueryGroup(
+                query_id=q,
+                query=q,
+                product_ids=tuple(map(str, range(len(t)))),
+                texts=t,
+                labels=None,
+                rows=np.arange(len(t)),
+            )
+            for q, t in BUILTIN_PAIRS.items()
+        ]
         return groups, "built-in"
     df, _ = read_table(source, require_relevance=False, **read_kwargs)
     chosen, n = [], 0

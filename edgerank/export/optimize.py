@@ -21,8 +21,9 @@ def _config_dims(config) -> tuple[int, int]:
     return int(heads or 0), int(hidden or 0)
 
 
-def fuse(src: str | os.PathLike, dst: str | os.PathLike, config, *, fp16: bool = False,
-         embed_layer_norm: bool = True) -> dict[str, int]:
+def fuse(
+    src: str | os.PathLike, dst: str | os.PathLike, config, *, fp16: bool = False, embed_layer_norm: bool = True
+) -> dict[str, int]:
     """Write the fused graph of ``src`` to ``dst`` (optionally in fp16); returns the fused-op counts.
     ``embed_layer_norm=False`` keeps the embedding Gathers apart, for block-quantizing their tables."""
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -31,8 +32,9 @@ def fuse(src: str | os.PathLike, dst: str | os.PathLike, config, *, fp16: bool =
     heads, hidden = _config_dims(config)
     options = FusionOptions("bert")
     options.enable_embed_layer_norm = embed_layer_norm
-    model = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
-                           optimization_options=options)
+    model = optimize_model(
+        str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0, optimization_options=options
+    )
     if fp16:
         model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(dst))

@@ -32,9 +32,16 @@ from .onnx import parity, parity_groups
 from .probability import sigmoid_map
 
 
-def export_artifact(model: str | os.PathLike, out: str | os.PathLike, precision: str | None = None,
-                    max_length: int = 128, *, archive: str | os.PathLike | None = None,
-                    read_kwargs: dict[str, Any] | None = None, **options: Any) -> Path:
+def export_artifact(
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    precision: str | None = None,
+    max_length: int = 128,
+    *,
+    archive: str | os.PathLike | None = None,
+    read_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> Path:
     """Export ``model`` (a cross-encoder or tower student: a folder, a Hugging Face Hub id or a packaged
     shortcut, resolved as ``edgerank export --model`` resolves it) to an artifact folder at ``out``.
 
@@ -97,13 +104,16 @@ def check_positions(plan: ModelExport) -> None:
     would refuse the manifest, and a longer input would index past the table."""
     for option, length in plan.lengths.items():
         if plan.positions is not None and length > plan.positions:
-            raise ExportError(f"{plan.model_dir}: {option} {length} is more than the {plan.positions} token positions "
-                              f"of {plan.source['architecture']} (from its max_position_embeddings); "
-                              f"use {plan.positions} or less")
+            raise ExportError(
+                f"{plan.model_dir}: {option} {length} is more than the {plan.positions} token positions "
+                f"of {plan.source['architecture']} (from its max_position_embeddings); "
+                f"use {plan.positions} or less"
+            )
 
 
-def convert_and_check(plan: ModelExport, config: ExportConfig, folder: Path, scratch: Path,
-                      groups: Sequence[QueryGroup]) -> tuple[Lowered, dict[str, Any]]:
+def convert_and_check(
+    plan: ModelExport, config: ExportConfig, folder: Path, scratch: Path, groups: Sequence[QueryGroup]
+) -> tuple[Lowered, dict[str, Any]]:
     """Convert to fp32 graphs, which must match torch; lower them, record how far they moved, and
     copy them into ``folder``. Returns the lowered graphs and the parity numbers."""
     fp32 = plan.convert(scratch)
@@ -111,24 +121,34 @@ def convert_and_check(plan: ModelExport, config: ExportConfig, folder: Path, scr
     checks = {"fp32": within_tolerance(plan, config, reference, plan.scores(fp32, folder, groups), "fp32 ONNX")}
     lowered = plan.lower(fp32, scratch, folder)
     if lowered.graphs != fp32:
-        checks |= lowered_parity(plan, config, reference, plan.scores(lowered.graphs, folder, groups), lowered.precision)
+        checks |= lowered_parity(
+            plan, config, reference, plan.scores(lowered.graphs, folder, groups), lowered.precision
+        )
     for name, path in lowered.graphs.items():
         shutil.copyfile(path, folder / name)
     return lowered, checks
 
 
-def within_tolerance(plan: ModelExport, config: ExportConfig, reference: Sequence[np.ndarray],
-                     scores: Sequence[np.ndarray], what: str) -> dict[str, float]:
+def within_tolerance(
+    plan: ModelExport, config: ExportConfig, reference: Sequence[np.ndarray], scores: Sequence[np.ndarray], what: str
+) -> dict[str, float]:
     """Parity of an fp32 graph's ``scores``, which must match torch to ``parity_atol`` or the export is broken."""
     result = parity(reference, scores)
     if result["max_abs_diff"] > config.parity_atol:
-        raise ExportError(f"{plan.model_dir}: {what} scores differ from torch by {result['max_abs_diff']:.2e} "
-                          f"(> --parity-atol {config.parity_atol:g}): the export is broken. Nothing was written.")
+        raise ExportError(
+            f"{plan.model_dir}: {what} scores differ from torch by {result['max_abs_diff']:.2e} "
+            f"(> --parity-atol {config.parity_atol:g}): the export is broken. Nothing was written."
+        )
     return result
 
 
-def lowered_parity(plan: ModelExport, config: ExportConfig, reference: Sequence[np.ndarray],
-                   scores: Sequence[np.ndarray], precision: str) -> dict[str, Any]:
+def lowered_parity(
+    plan: ModelExport,
+    config: ExportConfig,
+    reference: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    precision: str,
+) -> dict[str, Any]:
     """A fused graph still in fp32 is held to the fp32 tolerance; a lower precision is only recorded
     here, and judged by the quality gate."""
     if precision == "fp32":
@@ -136,8 +156,9 @@ def lowered_parity(plan: ModelExport, config: ExportConfig, reference: Sequence[
     return {precision: parity(reference, scores)}
 
 
-def build_manifest(plan: ModelExport, config: ExportConfig, profile, lowered: Lowered, checks: dict[str, Any],
-                   fields: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(
+    plan: ModelExport, config: ExportConfig, profile, lowered: Lowered, checks: dict[str, Any], fields: dict[str, Any]
+) -> dict[str, Any]:
     """The manifest: the fields every kind shares around the kind's own ``fields`` (``graphs``,
     ``tokenizer`` and its sections), each graph entry naming its position limit (``max_positions``),
     which the artifact loader checks the tokenizer's ``max_length`` against."""
@@ -163,16 +184,24 @@ def build_manifest(plan: ModelExport, config: ExportConfig, profile, lowered: Lo
     return manifest
 
 
-def gate_and_record(plan: ModelExport, config: ExportConfig, folder: Path, manifest: dict[str, Any],
-                    read_kwargs: dict[str, Any]) -> None:
+def gate_and_record(
+    plan: ModelExport, config: ExportConfig, folder: Path, manifest: dict[str, Any], read_kwargs: dict[str, Any]
+) -> None:
     """The quality gate (``gate.run_gate``) on ``config.eval_data``: the artifact in ``folder``,
     scored by the runtime, against the source model; raises ExportError (nothing written) when it
     fails, else records its numbers and the probability map fitted on the exported logits."""
     from .gate import run_gate
 
     manifest["quality"], manifest["score"]["probability"] = run_gate(
-        folder, plan.gate_reference, config.eval_data, list_size=config.gate_list_size or None, seed=config.seed,
-        read_kwargs=read_kwargs, max_quality_drop=config.max_quality_drop, min_agreement=config.min_agreement)
+        folder,
+        plan.gate_reference,
+        config.eval_data,
+        list_size=config.gate_list_size or None,
+        seed=config.seed,
+        read_kwargs=read_kwargs,
+        max_quality_drop=config.max_quality_drop,
+        min_agreement=config.min_agreement,
+    )
     write_manifest_and_checksums(folder, manifest)
 
 

@@ -41,5 +41,11 @@ def fit_probability(logits: np.ndarray, gains: np.ndarray) -> dict[str, Any]:
     slope = fit.x[0] / scale
     if slope <= 0:
         return sigmoid_map() | {"note": "fitted slope is not positive: logits do not rise with relevance"}
-    return {"method": "fitted", "temperature": float(1.0 / slope), "bias": float(fit.x[1]), "formula": FORMULA,
-            "fitted_on_pairs": int(len(x)), "cross_entropy": float(fit.fun)}
+    return {
+        "method": "fitted",
+        "temperature": float(1.0 / slope),
+        "bias": float(fit.x[1]),
+        "formula": FORMULA,
+        "fitted_on_pairs": int(len(x)),
+        "cross_entropy": float(fit.fun),
+    }

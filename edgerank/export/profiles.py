@@ -70,11 +70,18 @@ def load_profile(name_or_path: str | os.PathLike) -> TargetProfile:
     target = _choice(path, raw, "target", TARGETS)
     workspace = raw.get("workspace_mb")
     return TargetProfile(
-        name=path.stem, description=str(raw.get("description", "")),
-        target=target, precision=_choice(path, raw, "precision", PRECISIONS),
-        batch=_shape(path, raw, "batch"), sequence=_shape(path, raw, "sequence"),
-        workspace_mb=_positive(path, workspace, "workspace_mb") if workspace is not None or target == "tensorrt" else None,
-        reduce_range=_optional_bool(path, raw, "reduce_range"), path=str(path))
+        name=path.stem,
+        description=str(raw.get("description", "")),
+        target=target,
+        precision=_choice(path, raw, "precision", PRECISIONS),
+        batch=_shape(path, raw, "batch"),
+        sequence=_shape(path, raw, "sequence"),
+        workspace_mb=_positive(path, workspace, "workspace_mb")
+        if workspace is not None or target == "tensorrt"
+        else None,
+        reduce_range=_optional_bool(path, raw, "reduce_range"),
+        path=str(path),
+    )
 
 
 def _choice(path: Path, raw: dict, key: str, allowed: tuple[str, ...]) -> str:
@@ -96,8 +103,9 @@ def _shape(path: Path, raw: dict, dim: str) -> Shape:
         raise ExportError(f"{path}: missing table [shapes.{dim}] with min, opt, max")
     shape = Shape(*(_positive(path, table.get(k), f"shapes.{dim}.{k}") for k in ("min", "opt", "max")))
     if not shape.min <= shape.opt <= shape.max:
-        raise ExportError(f"{path}: field 'shapes.{dim}': need min <= opt <= max, got "
-                          f"{shape.min} / {shape.opt} / {shape.max}")
+        raise ExportError(
+            f"{path}: field 'shapes.{dim}': need min <= opt <= max, got {shape.min} / {shape.opt} / {shape.max}"
+        )
     return shape
 
 

@@ -61,18 +61,36 @@ class QuantizationPreset:
 
 
 _SEVEN_BIT = "7-bit weights: x86 CPUs without VNNI saturate 8-bit u8 x s8 sums"
-QUANTIZATION_PRESETS = {p.target: p for p in (
-    QuantizationPreset("portable", "int8", True, True,
-                       "any x86-64 or ARM64 CPU: " + _SEVEN_BIT + "; VNNI and ARM run them correctly too"),
-    QuantizationPreset("cpu-avx2", "int8", True, True, "x86-64 with AVX2 and no VNNI: " + _SEVEN_BIT),
-    QuantizationPreset("cpu-avx512-vnni", "int8", False, True,
-                       "x86-64 with AVX512-VNNI or AVX-VNNI: 8-bit weights, VNNI sums in 32 bits"),
-    QuantizationPreset("arm64", "int8", False, True, "ARM64: 8-bit weights, its int8 dot products do not saturate"),
-    QuantizationPreset("cuda", "int8", True, True,
-                       "ONNX Runtime on CUDA: int8 nodes it cannot place on the GPU run on an unknown host CPU, "
-                       "so portable settings"),
-    QuantizationPreset("tensorrt", "int8", False, True, "TensorRT: 8-bit symmetric weights in a QDQ graph"),
-)}
+QUANTIZATION_PRESETS = {
+    p.target: p
+    for p in (
+        QuantizationPreset(
+            "portable",
+            "int8",
+            True,
+            True,
+            "any x86-64 or ARM64 CPU: " + _SEVEN_BIT + "; VNNI and ARM run them correctly too",
+        ),
+        QuantizationPreset("cpu-avx2", "int8", True, True, "x86-64 with AVX2 and no VNNI: " + _SEVEN_BIT),
+        QuantizationPreset(
+            "cpu-avx512-vnni",
+            "int8",
+            False,
+            True,
+            "x86-64 with AVX512-VNNI or AVX-VNNI: 8-bit weights, VNNI sums in 32 bits",
+        ),
+        QuantizationPreset("arm64", "int8", False, True, "ARM64: 8-bit weights, its int8 dot products do not saturate"),
+        QuantizationPreset(
+            "cuda",
+            "int8",
+            True,
+            True,
+            "ONNX Runtime on CUDA: int8 nodes it cannot place on the GPU run on an unknown host CPU, "
+            "so portable settings",
+        ),
+        QuantizationPreset("tensorrt", "int8", False, True, "TensorRT: 8-bit symmetric weights in a QDQ graph"),
+    )
+}
 
 
 def quantization_preset(target: str) -> QuantizationPreset:
@@ -83,9 +101,15 @@ def quantization_preset(target: str) -> QuantizationPreset:
         raise ValueError(f"{target!r} is not one of {', '.join(QUANTIZATION_PRESETS)}") from None
 
 
-def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, *, reduce_range: bool,
-                          per_channel: bool = True, quantize_embeddings: bool = True,
-                          weight_type: str = "int8") -> dict[str, Any]:
+def quantize_dynamic_int8(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    reduce_range: bool,
+    per_channel: bool = True,
+    quantize_embeddings: bool = True,
+    weight_type: str = "int8",
+) -> dict[str, Any]:
     """8-bit weights (``weight_type``, see WEIGHT_TYPES; 7 bits with ``reduce_range``), plus block-quantized embeddings
     unless told to keep them fp32; returns the settings for the manifest. ``src`` must not have
     EmbedLayerNormalization fused (see ``optimize.fuse``) when embeddings are quantized: the fused op
@@ -94,19 +118,31 @@ def quantize_dynamic_int8(src: str | os.PathLike, dst: str | os.PathLike, *, red
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quant_type = WEIGHT_TYPES[weight_type]
-    quantize_dynamic(str(src), str(dst), per_channel=per_channel, reduce_range=reduce_range,
-                     weight_type=QuantType[quant_type], op_types_to_quantize=list(DYNAMIC_OPS),
-                     # outputs of the optimizer's fused ops carry no inferred type; they are all float
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
-    settings = {"mode": "dynamic", "weight_type": quant_type, "per_channel": per_channel, "reduce_range": reduce_range,
-                "op_types": list(DYNAMIC_OPS)}
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        weight_type=QuantType[quant_type],
+        op_types_to_quantize=list(DYNAMIC_OPS),
+        # outputs of the optimizer's fused ops carry no inferred type; they are all float
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
+    settings = {
+        "mode": "dynamic",
+        "weight_type": quant_type,
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "op_types": list(DYNAMIC_OPS),
+    }
     if quantize_embeddings:
         settings["embeddings"] = quantize_embeddings_blockwise(dst, dst)
     return settings
 
 
-def quantize_embeddings_blockwise(src: str | os.PathLike, dst: str | os.PathLike, *,
-                                  block_size: int = EMBEDDING_BLOCK) -> dict[str, Any]:
+def quantize_embeddings_blockwise(
+    src: str | os.PathLike, dst: str | os.PathLike, *, block_size: int = EMBEDDING_BLOCK
+) -> dict[str, Any]:
     """Replace each Gather over a large constant table (the word embeddings) by ``GatherBlockQuantized``
     with 8-bit symmetric blocks of ``block_size`` values along the hidden axis, each with its own fp32
     scale. Returns what was quantized, for the manifest."""
@@ -129,13 +165,27 @@ def quantize_embeddings_blockwise(src: str | os.PathLike, dst: str | os.PathLike
         scales[scales == 0] = 1.0
         codes = (np.clip(np.rint(blocks / scales[..., None]), -127, 127) + 128).astype(np.uint8)  # zero point 128
         graph.initializer.remove(table)
-        graph.initializer.extend([numpy_helper.from_array(codes.reshape(rows, hidden), table.name + "_int8"),
-                                  numpy_helper.from_array(scales.astype(np.float32), table.name + "_scales")])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(codes.reshape(rows, hidden), table.name + "_int8"),
+                numpy_helper.from_array(scales.astype(np.float32), table.name + "_scales"),
+            ]
+        )
         graph.node.remove(node)
-        graph.node.insert(index, helper.make_node(
-            "GatherBlockQuantized", [table.name + "_int8", node.input[1], table.name + "_scales"], list(node.output),
-            name=node.name + "_block_int8", domain="com.microsoft", bits=8, block_size=block_size,
-            gather_axis=0, quantize_axis=1))
+        graph.node.insert(
+            index,
+            helper.make_node(
+                "GatherBlockQuantized",
+                [table.name + "_int8", node.input[1], table.name + "_scales"],
+                list(node.output),
+                name=node.name + "_block_int8",
+                domain="com.microsoft",
+                bits=8,
+                block_size=block_size,
+                gather_axis=0,
+                quantize_axis=1,
+            ),
+        )
         done.append({"table": table.name, "shape": [rows, hidden]})
     if done and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
@@ -143,26 +193,54 @@ def quantize_embeddings_blockwise(src: str | os.PathLike, dst: str | os.PathLike
     return {"op": "GatherBlockQuantized", "bits": 8, "block_size": block_size, "symmetric": True, "tables": done}
 
 
-def quantize_static_qdq(src: str | os.PathLike, dst: str | os.PathLike, reader, *, method: str,
-                        reduce_range: bool, for_tensorrt: bool, per_channel: bool = True) -> dict[str, Any]:
+def quantize_static_qdq(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    reader,
+    *,
+    method: str,
+    reduce_range: bool,
+    for_tensorrt: bool,
+    per_channel: bool = True,
+) -> dict[str, Any]:
     """QDQ graph calibrated with ``reader``. ``for_tensorrt`` gives what TensorRT's explicit
     quantization accepts: int8 activations with zero point 0 (symmetric) and float biases (it has no
     int32 DequantizeLinear). CPU targets use asymmetric uint8 activations and int32 biases."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     prepared = Path(dst).with_name(Path(dst).stem + ".prep.onnx")
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)  # symbolic inference fails on the traced mask ops
+    quant_pre_process(
+        str(src), str(prepared), skip_symbolic_shape=True
+    )  # symbolic inference fails on the traced mask ops
     activation = QuantType.QInt8 if for_tensorrt else QuantType.QUInt8
-    quantize_static(str(prepared), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    reduce_range=reduce_range, activation_type=activation, weight_type=QuantType.QInt8,
-                    calibrate_method=methods[method], op_types_to_quantize=list(STATIC_OPS),
-                    extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True,
-                                   "QuantizeBias": not for_tensorrt})
+    quantize_static(
+        str(prepared),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=activation,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        op_types_to_quantize=list(STATIC_OPS),
+        extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True, "QuantizeBias": not for_tensorrt},
+    )
     prepared.unlink(missing_ok=True)
-    return {"mode": "static-qdq", "method": method, "activation_type": activation.name, "weight_type": "QInt8",
-            "per_channel": per_channel, "reduce_range": reduce_range, "symmetric_activations": for_tensorrt,
-            "quantize_bias": not for_tensorrt,
-            "op_types": list(STATIC_OPS)}
+    return {
+        "mode": "static-qdq",
+        "method": method,
+        "activation_type": activation.name,
+        "weight_type": "QInt8",
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "symmetric_activations": for_tensorrt,
+        "quantize_bias": not for_tensorrt,
+        "op_types": list(STATIC_OPS),
+    }

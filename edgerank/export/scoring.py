@@ -11,16 +11,22 @@ an artifact folder (the fp32 and optimized graphs parity checks) is scored by th
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..batching import DEFAULT_MAX_BATCH_SIZE
 
 
-def graph_scorer(graph: str | os.PathLike, tokenizer_file: str | os.PathLike, max_length: int,
-                 pad_id: int | None = None, *, threads: int | None = None):
+def graph_scorer(
+    graph: str | os.PathLike,
+    tokenizer_file: str | os.PathLike,
+    max_length: int,
+    pad_id: int | None = None,
+    *,
+    threads: int | None = None,
+):
     """The runtime's ``CrossEncoderScorer`` on ``graph`` and ``tokenizer_file``: what ``Ranker.load``
     builds for an artifact, for a graph that is not in one yet."""
     from ..artifact import Artifact
@@ -53,8 +59,11 @@ def pair_tokenizer(path: str | os.PathLike, max_length: int, pad_id: int, pad_to
 def encode_feed(tokenizer, pairs: Sequence[tuple[str, str]], names: Sequence[str]) -> dict[str, np.ndarray]:
     """One padded batch as the graph wants it: int64 arrays for exactly the input ``names``."""
     enc = tokenizer.encode_batch(list(pairs))
-    columns = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-               "token_type_ids": [e.type_ids for e in enc]}
+    columns = {
+        "input_ids": [e.ids for e in enc],
+        "attention_mask": [e.attention_mask for e in enc],
+        "token_type_ids": [e.type_ids for e in enc],
+    }
     return {n: np.asarray(columns[n], dtype=np.int64) for n in names}
 
 

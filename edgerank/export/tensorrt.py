@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import ExportError
 from .profiles import TargetProfile
@@ -25,8 +25,10 @@ def engine_flags(precision: str) -> tuple[str, ...]:
     quantization); fp16 is enabled next to int8 so layers left unquantized (LayerNorm, Softmax) do not
     fall back to fp32."""
     if precision not in ENGINE_FLAGS:
-        raise ExportError(f"precision {precision!r} cannot be built by TensorRT (use fp32, fp16 or int8-static; "
-                          "int8-dynamic uses ONNX Runtime-only operators)")
+        raise ExportError(
+            f"precision {precision!r} cannot be built by TensorRT (use fp32, fp16 or int8-static; "
+            "int8-dynamic uses ONNX Runtime-only operators)"
+        )
     return ENGINE_FLAGS[precision]
 
 
@@ -38,32 +40,46 @@ def input_shapes(profile: TargetProfile, inputs: Sequence[str], which: str) -> d
 def check_sequence(profile: TargetProfile, max_length: int) -> None:
     """An engine cannot accept a sequence longer than its profile's max: refuse a mismatch at export."""
     if profile.sequence.max < max_length:
-        raise ExportError(f"profile {profile.name}: shapes.sequence.max = {profile.sequence.max} is below "
-                          f"--max-length {max_length}; the engine would reject full-length pairs")
+        raise ExportError(
+            f"profile {profile.name}: shapes.sequence.max = {profile.sequence.max} is below "
+            f"--max-length {max_length}; the engine would reject full-length pairs"
+        )
 
 
-def trtexec_command(profile: TargetProfile, inputs: Sequence[str], onnx_file: str = "model.onnx",
-                    engine_file: str = "model.plan") -> list[str]:
+def trtexec_command(
+    profile: TargetProfile, inputs: Sequence[str], onnx_file: str = "model.onnx", engine_file: str = "model.plan"
+) -> list[str]:
     """The ``trtexec`` argument list (TensorRT 10 spelling: --memPoolSize replaces --workspace)."""
+
     def spec(which: str) -> str:
         return ",".join(f"{n}:{b}x{s}" for n, (b, s) in input_shapes(profile, inputs, which).items())
 
-    return (["trtexec", f"--onnx={onnx_file}", f"--saveEngine={engine_file}",
-             f"--minShapes={spec('min')}", f"--optShapes={spec('opt')}", f"--maxShapes={spec('max')}"]
-            + [f"--{flag}" for flag in engine_flags(profile.precision)]
-            + [f"--memPoolSize=workspace:{profile.workspace_mb}M"])
+    return (
+        [
+            "trtexec",
+            f"--onnx={onnx_file}",
+            f"--saveEngine={engine_file}",
+            f"--minShapes={spec('min')}",
+            f"--optShapes={spec('opt')}",
+            f"--maxShapes={spec('max')}",
+        ]
+        + [f"--{flag}" for flag in engine_flags(profile.precision)]
+        + [f"--memPoolSize=workspace:{profile.workspace_mb}M"]
+    )
 
 
 def build_script(profile: TargetProfile, inputs: Sequence[str]) -> str:
     """``build_engine.sh``: run on the device, next to model.onnx, to build model.plan."""
     cmd = trtexec_command(profile, inputs)
     body = " \\\n  ".join(shlex.quote(part) for part in cmd)
-    return ("#!/bin/sh\n"
-            f"# Build a TensorRT engine for profile '{profile.name}' ({profile.description}).\n"
-            "# Run on the target device (TensorRT 10+, trtexec on PATH) inside this artifact folder.\n"
-            "# Or, with the tensorrt Python package: edgerank build-engine --artifact . "
-            f"--profile {profile.name} --out model.plan\n"
-            "set -e\ncd \"$(dirname \"$0\")\"\n" + body + "\n")
+    return (
+        "#!/bin/sh\n"
+        f"# Build a TensorRT engine for profile '{profile.name}' ({profile.description}).\n"
+        "# Run on the target device (TensorRT 10+, trtexec on PATH) inside this artifact folder.\n"
+        "# Or, with the tensorrt Python package: edgerank build-engine --artifact . "
+        f"--profile {profile.name} --out model.plan\n"
+        'set -e\ncd "$(dirname "$0")"\n' + body + "\n"
+    )
 
 
 def import_tensorrt():
@@ -71,14 +87,17 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError:
-        raise ExportError("building an engine needs the TensorRT Python package (TensorRT 10+), which is not "
-                          "installed: on a Jetson it comes with JetPack; elsewhere `pip install tensorrt` on a "
-                          "machine with an NVIDIA GPU and CUDA. Or run the artifact's build_engine.sh (trtexec).") from None
+        raise ExportError(
+            "building an engine needs the TensorRT Python package (TensorRT 10+), which is not "
+            "installed: on a Jetson it comes with JetPack; elsewhere `pip install tensorrt` on a "
+            "machine with an NVIDIA GPU and CUDA. Or run the artifact's build_engine.sh (trtexec)."
+        ) from None
     return tensorrt
 
 
-def build_engine(onnx_path: str | os.PathLike, profile: TargetProfile, inputs: Sequence[str],
-                 out: str | os.PathLike) -> Path:
+def build_engine(
+    onnx_path: str | os.PathLike, profile: TargetProfile, inputs: Sequence[str], out: str | os.PathLike
+) -> Path:
     """Parse the ONNX graph, add one optimization profile, set precision flags and workspace, and write
     the serialized engine (atomically). Not exercised in CI, which has no TensorRT or NVIDIA GPU."""
     trt = import_tensorrt()

@@ -63,8 +63,10 @@ def graph_plan(model) -> dict[str, dict[str, Any]]:
     if not model.uses_segments:
         return {r: {"file": SHARED_GRAPH, "inputs": INPUTS, "outputs": [OUTPUT]} for r in ROLES}
     segments = {"query": QUERY_SEGMENT, "product": PRODUCT_SEGMENT}
-    return {r: {"file": SHARED_GRAPH, "inputs": INPUTS + [SEGMENT_INPUT], "outputs": [OUTPUT], "segment": segments[r]}
-            for r in ROLES}
+    return {
+        r: {"file": SHARED_GRAPH, "inputs": INPUTS + [SEGMENT_INPUT], "outputs": [OUTPUT], "segment": segments[r]}
+        for r in ROLES
+    }
 
 
 def export_tower_graph(model, tokenizer, out: Path, product: bool, inputs: list[str], opset: int) -> None:
@@ -83,9 +85,16 @@ def export_tower_graph(model, tokenizer, out: Path, product: bool, inputs: list[
     out_axes = {0: "batch", 1: "sequence"} if model.spec.kind == "late-interaction" else {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_graph_module(model, product), tuple(sample[n] for n in inputs),
-                          str(out), input_names=inputs, output_names=[OUTPUT], dynamic_axes={**axes, OUTPUT: out_axes},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            _graph_module(model, product),
+            tuple(sample[n] for n in inputs),
+            str(out),
+            input_names=inputs,
+            output_names=[OUTPUT],
+            dynamic_axes={**axes, OUTPUT: out_axes},
+            opset_version=opset,
+            dynamo=False,
+        )
 
 
 def _onnx_scores(model, tokenizer, sessions: dict, graphs: dict, groups) -> list[np.ndarray]:
@@ -143,8 +152,10 @@ class TowerExport:
 
     @property
     def lengths(self) -> dict[str, int]:
-        return {"query_max_length": self.model.spec.query_max_length,
-                "product_max_length": self.model.spec.product_max_length}
+        return {
+            "query_max_length": self.model.spec.query_max_length,
+            "product_max_length": self.model.spec.product_max_length,
+        }
 
     @property
     def source(self) -> dict[str, Any]:
@@ -159,8 +170,14 @@ class TowerExport:
         """One graph per distinct file of the plan: the shared graph is traced once, for the product role."""
         roles = {entry["file"]: (role, entry) for role, entry in graph_plan(self.model).items()}
         for name, (role, entry) in roles.items():
-            export_tower_graph(self.model, self.tokenizer, scratch / f"fp32-{name}", product=role == "product",
-                               inputs=entry["inputs"], opset=self.config.opset)
+            export_tower_graph(
+                self.model,
+                self.tokenizer,
+                scratch / f"fp32-{name}",
+                product=role == "product",
+                inputs=entry["inputs"],
+                opset=self.config.opset,
+            )
         return {name: scratch / f"fp32-{name}" for name in roles}
 
     def reference(self, groups: Sequence[QueryGroup]) -> list[np.ndarray]:
@@ -181,19 +198,30 @@ class TowerExport:
         if self.config.precision == "fp32":
             return Lowered(dict(fp32), "fp32")
         graphs = {name: scratch / f"int8-{name}" for name in fp32}
-        done = {name: dynamic_int8(self.config, fp32[name], graphs[name], embeddings=self.config.quantize_embeddings)
-                for name in fp32}
+        done = {
+            name: dynamic_int8(self.config, fp32[name], graphs[name], embeddings=self.config.quantize_embeddings)
+            for name in fp32
+        }
         # one set of settings for every graph: the first one's says it
         return Lowered(graphs, self.config.precision, {"quantization": next(iter(done.values()))})
 
     def manifest(self, folder: Path, lowered: Lowered, groups: Sequence[QueryGroup]) -> dict[str, Any]:
         spec = self.model.spec
-        return {"graphs": graph_plan(self.model),
-                "tokenizer": tokenizer_section(self.tokenizer, spec.product_max_length, pair=False),
-                "towers": {"dim": spec.dim, "interaction": spec.interaction, "scale": self.model.scale.item(),
-                           "bias": self.model.bias.item(), "query_max_length": spec.query_max_length,
-                           "product_max_length": spec.product_max_length, "store_dtype": STORE_DTYPE,
-                           "shared_encoder": spec.shared, "layers": spec.layers}}
+        return {
+            "graphs": graph_plan(self.model),
+            "tokenizer": tokenizer_section(self.tokenizer, spec.product_max_length, pair=False),
+            "towers": {
+                "dim": spec.dim,
+                "interaction": spec.interaction,
+                "scale": self.model.scale.item(),
+                "bias": self.model.bias.item(),
+                "query_max_length": spec.query_max_length,
+                "product_max_length": spec.product_max_length,
+                "store_dtype": STORE_DTYPE,
+                "shared_encoder": spec.shared,
+                "layers": spec.layers,
+            },
+        }
 
 
 def check_options(model_dir: Path, config: ExportConfig) -> None:
@@ -201,8 +229,11 @@ def check_options(model_dir: Path, config: ExportConfig) -> None:
     if config.prune_vocab:
         raise ExportError(f"{model_dir}: --prune-vocab is implemented for cross-encoders only, not catalog students")
     if config.precision not in TOWER_PRECISIONS:
-        raise ExportError(f"--precision {config.precision}: tower artifacts are exported as "
-                          f"{' or '.join(TOWER_PRECISIONS)}")
+        raise ExportError(
+            f"--precision {config.precision}: tower artifacts are exported as {' or '.join(TOWER_PRECISIONS)}"
+        )
     if config.target in ("cuda", "tensorrt") or config.optimize:
-        raise ExportError("tower artifacts support the CPU targets (portable, cpu-avx2, cpu-avx512-vnni, arm64), "
-                          "without --optimize (ONNX Runtime fuses the graphs when it loads them)")
+        raise ExportError(
+            "tower artifacts support the CPU targets (portable, cpu-avx2, cpu-avx512-vnni, arm64), "
+            "without --optimize (ONNX Runtime fuses the graphs when it loads them)"
+        )

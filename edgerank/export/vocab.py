@@ -55,8 +55,10 @@ def _wordpiece_spec(tokenizer) -> dict[str, Any]:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     kind = spec.get("model", {}).get("type")
     if kind != "WordPiece":
-        raise ExportError(f"--prune-vocab supports WordPiece tokenizers (the BERT family); this model's "
-                          f"tokenizer is {kind or 'unknown'}")
+        raise ExportError(
+            f"--prune-vocab supports WordPiece tokenizers (the BERT family); this model's "
+            f"tokenizer is {kind or 'unknown'}"
+        )
     return spec
 
 
@@ -66,8 +68,11 @@ def kept_ids(spec: dict[str, Any], used: Iterable[int]) -> np.ndarray:
     vocab: dict[str, int] = spec["model"]["vocab"]
     prefix = spec["model"].get("continuing_subword_prefix", "##")
     keep = set(used) | {t["id"] for t in spec.get("added_tokens", [])} | {vocab[spec["model"]["unk_token"]]}
-    keep |= {i for piece, i in vocab.items()
-             if len(piece) == 1 or (piece.startswith(prefix) and len(piece) == len(prefix) + 1)}
+    keep |= {
+        i
+        for piece, i in vocab.items()
+        if len(piece) == 1 or (piece.startswith(prefix) and len(piece) == len(prefix) + 1)
+    }
     return np.array(sorted(keep), dtype=np.int64)
 
 
@@ -114,11 +119,18 @@ def prune_vocabulary(model, tokenizer, texts: Sequence[str]) -> PrunedVocabulary
 
     pruned_tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(pruned_json),
-        model_max_length=tokenizer.model_max_length, model_input_names=list(tokenizer.model_input_names),
-        **{k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)})
+        model_max_length=tokenizer.model_max_length,
+        model_input_names=list(tokenizer.model_input_names),
+        **{k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)},
+    )
     full = len(spec["model"]["vocab"])
-    summary = {"kept": int(len(keep)), "of": full, "used_by_texts": len(used), "texts": len(texts),
-               "embedding_parameters_removed": int((full - len(keep)) * old.embedding_dim)}
+    summary = {
+        "kept": int(len(keep)),
+        "of": full,
+        "used_by_texts": len(used),
+        "texts": len(texts),
+        "embedding_parameters_removed": int((full - len(keep)) * old.embedding_dim),
+    }
     return PrunedVocabulary(pruned, pruned_tokenizer, pruned_json, summary)
 
 

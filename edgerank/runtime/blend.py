@@ -69,8 +69,9 @@ class Signal:
         if self.band is not None:
             return 1.0 if self.band[0] <= x <= self.band[1] else 0.0
         if not 0.0 <= x <= 1.0:
-            raise RankerInputError(f"{where}: field '{self.field}': {raw!r} is outside 0..1 "
-                                   "(give a band for numeric fields such as price)")
+            raise RankerInputError(
+                f"{where}: field '{self.field}': {raw!r} is outside 0..1 (give a band for numeric fields such as price)"
+            )
         return x
 
 
@@ -86,7 +87,7 @@ class Blend:
     signals: tuple[Signal, ...]
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> "Blend":
+    def from_dict(cls, config: Mapping[str, Any]) -> Blend:
         if not isinstance(config, Mapping) or not isinstance(config.get("signals"), Mapping) or not config["signals"]:
             raise RankerInputError("blend: expected {'signals': {name: weight or {weight, field, band}}}")
         unknown = set(config) - {"signals"}
@@ -95,7 +96,7 @@ class Blend:
         return cls(tuple(_signal(str(name), spec) for name, spec in config["signals"].items()))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Blend":
+    def from_file(cls, path: str | os.PathLike) -> Blend:
         path = Path(path)
         try:
             raw = path.read_bytes()
@@ -118,7 +119,7 @@ class Blend:
             raise RankerInputError(f"{path}: {e}") from None
 
     @classmethod
-    def coerce(cls, blend: "Blend | Mapping[str, Any] | str | os.PathLike") -> "Blend":
+    def coerce(cls, blend: Blend | Mapping[str, Any] | str | os.PathLike) -> Blend:
         """A Blend from any of the forms callers hold: a Blend, a dict, or a file path."""
         if isinstance(blend, Blend):
             return blend
@@ -145,8 +146,12 @@ class Blend:
         return BlendOutcome(final=final, contributions=contributions, missing={k: v for k, v in missing.items() if v})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"signals": {s.name: {"field": s.field, "weight": s.weight, **({"band": list(s.band)} if s.band else {})}
-                            for s in self.signals}}
+        return {
+            "signals": {
+                s.name: {"field": s.field, "weight": s.weight, **({"band": list(s.band)} if s.band else {})}
+                for s in self.signals
+            }
+        }
 
 
 def _signal(name: str, spec: Any) -> Signal:
@@ -158,8 +163,9 @@ def _signal(name: str, spec: Any) -> Signal:
         raise RankerInputError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     weight = _finite(spec.get("weight"))
     if weight is None or abs(weight) > MAX_WEIGHT:
-        raise RankerInputError(f"{where}: weight must be a number between -{MAX_WEIGHT} and {MAX_WEIGHT}, "
-                               f"got {spec.get('weight')!r}")
+        raise RankerInputError(
+            f"{where}: weight must be a number between -{MAX_WEIGHT} and {MAX_WEIGHT}, got {spec.get('weight')!r}"
+        )
     field = spec.get("field", name)
     if not isinstance(field, str) or not field:
         raise RankerInputError(f"{where}: field must be a non-empty string")

@@ -142,8 +142,15 @@ class CatalogIndex:
         take, offsets = self.token_rows(rows)
         return self.rows_vectors(take), offsets
 
-    def search(self, scorer: TowerScorer, query_vectors: np.ndarray, top_k: int, depth: int | None = DEFAULT_DEPTH,
-               *, nprobe: int = DEFAULT_NPROBE) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        scorer: TowerScorer,
+        query_vectors: np.ndarray,
+        top_k: int,
+        depth: int | None = DEFAULT_DEPTH,
+        *,
+        nprobe: int = DEFAULT_NPROBE,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows and logits of the ``top_k`` best products, best first (ties: lower row first)."""
         if scorer.kind == "bi-encoder":
             if self._search_matrix is None:  # float32 copy made once: float16 matrix products are slow in numpy
@@ -215,14 +222,19 @@ class CatalogIndex:
         """Exact MaxSim logits of ``candidates`` over their stored vectors, ``_SEARCH_CHUNK`` products at a time."""
         logits = np.empty(len(candidates), dtype=np.float32)
         for start in range(0, len(candidates), _SEARCH_CHUNK):
-            rows = candidates[start:start + _SEARCH_CHUNK]
+            rows = candidates[start : start + _SEARCH_CHUNK]
             vectors, offsets = self.gather(rows)
-            logits[start:start + len(rows)] = scorer.scores(query_vectors, vectors, offsets)
+            logits[start : start + len(rows)] = scorer.scores(query_vectors, vectors, offsets)
         return logits
 
     def describe(self) -> dict[str, Any]:
-        return {"index": str(self.path), "products": len(self), "vectors": int(self.offsets[-1]),
-                "dtype": self.meta["dtype"], "bytes": int(sum((self.path / f).stat().st_size for f in self.meta["files"]))}
+        return {
+            "index": str(self.path),
+            "products": len(self),
+            "vectors": int(self.offsets[-1]),
+            "dtype": self.meta["dtype"],
+            "bytes": int(sum((self.path / f).stat().st_size for f in self.meta["files"])),
+        }
 
 
 def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -230,8 +242,15 @@ def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return rows if len(rows) <= k else rows[np.argpartition(-scores, k - 1)[:k]]
 
 
-def build_index(artifact: Artifact, scorer: TowerScorer, products: Sequence[Any], out: str | os.PathLike, *,
-                dtype: str | None = None, progress: Progress | None = None) -> Path:
+def build_index(
+    artifact: Artifact,
+    scorer: TowerScorer,
+    products: Sequence[Any],
+    out: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """Index ``products`` (dicts or objects with id, title, description) at ``out``, replacing it atomically.
 
     The product tower's states stream into memory-mapped files batch by batch, so memory stays
@@ -251,13 +270,28 @@ def build_index(artifact: Artifact, scorer: TowerScorer, products: Sequence[Any]
         codec = _write_codes(tmp, states, dtype, _train_codec(states, dtype)) if late else None
         del states
         (tmp / _STATES_TMP).unlink(missing_ok=True)
-        _seal(tmp, artifact, scorer, [c.id for c in candidates], [text_key(t) for t in texts], truncated, offsets,
-              dtype, codec)
+        _seal(
+            tmp,
+            artifact,
+            scorer,
+            [c.id for c in candidates],
+            [text_key(t) for t in texts],
+            truncated,
+            offsets,
+            dtype,
+            codec,
+        )
     return Path(out)
 
 
-def update_index(artifact: Artifact, scorer: TowerScorer, path: str | os.PathLike, products: Sequence[Any], *,
-                 progress: Progress | None = None) -> tuple[Path, dict[str, int]]:
+def update_index(
+    artifact: Artifact,
+    scorer: TowerScorer,
+    path: str | os.PathLike,
+    products: Sequence[Any],
+    *,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, int]]:
     """Add new products and replace changed ones (same id); the old index stays in place until the new
     one is complete. Kept products are copied as stored and new ones encoded with the index's own
     centroids. Returns the path and counts of added, replaced and unchanged products."""
@@ -273,10 +307,22 @@ def update_index(artifact: Artifact, scorer: TowerScorer, path: str | os.PathLik
     dtype = old.meta["dtype"]
     with atomic_dir(path) as tmp:
         codec = _append_rows(tmp, old, take, new.vectors, scorer.kind == "late-interaction")
-        _seal(tmp, artifact, scorer, [old.ids[i] for i in keep] + [c.id for c in changed],
-              [old.keys[i] for i in keep] + [text_key(c.text) for c in changed],
-              np.concatenate([old.truncated[keep], new.truncated]), offsets, dtype, codec)
-    counts = {"added": len(changed) - len(replaced), "replaced": len(replaced), "unchanged": len(candidates) - len(changed)}
+        _seal(
+            tmp,
+            artifact,
+            scorer,
+            [old.ids[i] for i in keep] + [c.id for c in changed],
+            [old.keys[i] for i in keep] + [text_key(c.text) for c in changed],
+            np.concatenate([old.truncated[keep], new.truncated]),
+            offsets,
+            dtype,
+            codec,
+        )
+    counts = {
+        "added": len(changed) - len(replaced),
+        "replaced": len(replaced),
+        "unchanged": len(candidates) - len(changed),
+    }
     return Path(path), counts
 
 
@@ -288,9 +334,11 @@ def load_index(path: str | os.PathLike, artifact: Artifact, *, verify: bool = Tr
     path = Path(path)
     meta = _read_meta(path)
     if meta.get("artifact_sha256") != artifact.sha256:
-        raise CatalogIndexError(f"{path}: stale index: it was built with another artifact (sha256 "
-                                f"{str(meta.get('artifact_sha256'))[:12]}..., this one is {artifact.sha256[:12]}...); "
-                                f"rebuild it with edgerank index --artifact {artifact.path}")
+        raise CatalogIndexError(
+            f"{path}: stale index: it was built with another artifact (sha256 "
+            f"{str(meta.get('artifact_sha256'))[:12]}..., this one is {artifact.sha256[:12]}...); "
+            f"rebuild it with edgerank index --artifact {artifact.path}"
+        )
     files = _index_files(path, meta, artifact.kind)
     if verify:
         for name, real in files.items():
@@ -312,27 +360,51 @@ def load_index(path: str | os.PathLike, artifact: Artifact, *, verify: bool = Tr
     return CatalogIndex(path, meta, ids, keys, truncated, vectors, offsets, pooled, codes, codec)
 
 
-def _check_sizes(path: Path, meta: dict[str, Any], ids: list, keys: list, truncated: np.ndarray, offsets: np.ndarray,
-                 vectors: np.ndarray, codes: np.ndarray | None, codec: Codec | None) -> None:
+def _check_sizes(
+    path: Path,
+    meta: dict[str, Any],
+    ids: list,
+    keys: list,
+    truncated: np.ndarray,
+    offsets: np.ndarray,
+    vectors: np.ndarray,
+    codes: np.ndarray | None,
+    codec: Codec | None,
+) -> None:
     """Refuse files that disagree in size (each file's checksum can hold while they do not fit together)."""
     nbits = RESIDUAL_BITS.get(meta["dtype"])
     width = meta["dim"] * nbits // 8 if nbits else meta["dim"]
-    if (len(offsets) != len(ids) + 1 or len(keys) != len(ids) or len(truncated) != len(ids) or vectors.ndim != 2
-            or offsets[-1] != len(vectors) or vectors.shape[1] != width):
+    if (
+        len(offsets) != len(ids) + 1
+        or len(keys) != len(ids)
+        or len(truncated) != len(ids)
+        or vectors.ndim != 2
+        or offsets[-1] != len(vectors)
+        or vectors.shape[1] != width
+    ):
         raise CatalogIndexError(f"{path}: ids, offsets and vectors do not agree in size")
     if codes is None:
         return
-    if (codes.shape != (len(vectors),) or codec.centroids.shape[1] != meta["dim"] or codec.coarse.shape[1] != meta["dim"]
-            or len(codec.centroids) % len(codec.coarse) or (nbits is not None) != (codec.weights is not None)
-            or (len(codes) and int(codes.max()) >= len(codec.centroids))):
+    if (
+        codes.shape != (len(vectors),)
+        or codec.centroids.shape[1] != meta["dim"]
+        or codec.coarse.shape[1] != meta["dim"]
+        or len(codec.centroids) % len(codec.coarse)
+        or (nbits is not None) != (codec.weights is not None)
+        or (len(codes) and int(codes.max()) >= len(codec.centroids))
+    ):
         raise CatalogIndexError(f"{path}: codes, centroids and residual buckets do not agree in size")
-    if nbits and (codec.weights.shape != (1 << nbits, meta["dim"]) or codec.cutoffs.shape != ((1 << nbits) - 1, meta["dim"])):
+    if nbits and (
+        codec.weights.shape != (1 << nbits, meta["dim"]) or codec.cutoffs.shape != ((1 << nbits) - 1, meta["dim"])
+    ):
         raise CatalogIndexError(f"{path}: residual buckets are not those of {meta['dtype']}")
 
 
 def _load_codec(files: dict[str, Path]) -> Codec:
-    arrays = {name: np.load(files[f"{name}.npy"]).astype(np.float32) if f"{name}.npy" in files else None
-              for name in ("coarse", "centroids", "bucket_cutoffs", "bucket_weights")}
+    arrays = {
+        name: np.load(files[f"{name}.npy"]).astype(np.float32) if f"{name}.npy" in files else None
+        for name in ("coarse", "centroids", "bucket_cutoffs", "bucket_weights")
+    }
     return Codec(arrays["coarse"], arrays["centroids"], arrays["bucket_cutoffs"], arrays["bucket_weights"])
 
 
@@ -348,8 +420,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CatalogIndexError(f"{path / INDEX_FILE}: corrupt (not a JSON object)")
     if meta.get("format") not in READ_FORMATS:
-        raise CatalogIndexError(f"{path}: index format {meta.get('format')!r}; this edgerank reads "
-                                f"{', '.join(map(str, READ_FORMATS))}")
+        raise CatalogIndexError(
+            f"{path}: index format {meta.get('format')!r}; this edgerank reads {', '.join(map(str, READ_FORMATS))}"
+        )
     if meta.get("dtype") not in (DTYPES if meta["format"] >= 2 else FLOAT_DTYPES):
         raise CatalogIndexError(f"{path}: {INDEX_FILE} field 'dtype' must be one of {', '.join(DTYPES)}")
     if isinstance(meta.get("dim"), bool) or not isinstance(meta.get("dim"), int) or meta["dim"] < 1:
@@ -365,8 +438,11 @@ def _needed_files(meta: dict[str, Any], kind: str) -> list[str]:
         return ["ids.json", "offsets.npy", "vectors.npy"]
     if meta["format"] == 1:
         return ["ids.json", "offsets.npy", "vectors.npy", "pooled.npy"]
-    stored = ["residuals.npy", "bucket_cutoffs.npy", "bucket_weights.npy"] if meta["dtype"] in RESIDUAL_BITS \
+    stored = (
+        ["residuals.npy", "bucket_cutoffs.npy", "bucket_weights.npy"]
+        if meta["dtype"] in RESIDUAL_BITS
         else ["vectors.npy"]
+    )
     return ["ids.json", "offsets.npy", "codes.npy", "centroids.npy", "coarse.npy"] + stored
 
 
@@ -396,19 +472,24 @@ def _check_dtype(dtype: str, kind: str) -> str:
     if dtype not in DTYPES:
         raise CatalogIndexError(f"index dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if dtype in RESIDUAL_BITS and kind != "late-interaction":
-        raise CatalogIndexError(f"index dtype {dtype} compresses token vectors: late-interaction indexes only "
-                                f"(a bi-encoder index holds one vector per product; use float16 or int8)")
+        raise CatalogIndexError(
+            f"index dtype {dtype} compresses token vectors: late-interaction indexes only "
+            f"(a bi-encoder index holds one vector per product; use float16 or int8)"
+        )
     return dtype
 
 
 def _token_lengths(scorer: TowerScorer, texts: Sequence[str]) -> np.ndarray:
     """Tokens per product, counted before the tower runs so the stored rows can be laid out up front."""
-    parts = [scorer.encoder.encode_texts(texts[s:s + _TOKEN_CHUNK]).lengths for s in range(0, len(texts), _TOKEN_CHUNK)]
+    parts = [
+        scorer.encoder.encode_texts(texts[s : s + _TOKEN_CHUNK]).lengths for s in range(0, len(texts), _TOKEN_CHUNK)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _stream_products(scorer: TowerScorer, texts: Sequence[str], offsets: np.ndarray, out: np.ndarray,
-                     progress: Progress | None) -> np.ndarray:
+def _stream_products(
+    scorer: TowerScorer, texts: Sequence[str], offsets: np.ndarray, out: np.ndarray, progress: Progress | None
+) -> np.ndarray:
     """The product tower over ``texts`` in steps of ``_BUILD_BATCH``, written into ``out`` as stored;
     returns the truncation flags. ``progress(done, total)`` after each step."""
     truncated = np.zeros(len(texts), dtype=bool)
@@ -416,9 +497,10 @@ def _stream_products(scorer: TowerScorer, texts: Sequence[str], offsets: np.ndar
         end = min(start + _BUILD_BATCH, len(texts))
         part = scorer.products(texts[start:end])
         if part.offsets[-1] != offsets[end] - offsets[start]:
-            raise CatalogIndexError("the product tower returned another number of token vectors than the "
-                                    "tokenizer counted")
-        out[offsets[start]:offsets[end]] = _stored(part.vectors, out.dtype)
+            raise CatalogIndexError(
+                "the product tower returned another number of token vectors than the tokenizer counted"
+            )
+        out[offsets[start] : offsets[end]] = _stored(part.vectors, out.dtype)
         truncated[start:end] = part.truncated
         if progress is not None:
             progress(end, len(texts))
@@ -429,7 +511,7 @@ def _run_products(scorer: TowerScorer, texts: Sequence[str], progress: Progress 
     """The product tower over ``texts`` (float32, in memory): the few new products of an update."""
     parts = []
     for start in range(0, len(texts), _BUILD_BATCH):
-        parts.append(scorer.products(texts[start:start + _BUILD_BATCH]))
+        parts.append(scorer.products(texts[start : start + _BUILD_BATCH]))
         if progress is not None:
             progress(min(start + _BUILD_BATCH, len(texts)), len(texts))
     if not parts:
@@ -437,8 +519,11 @@ def _run_products(scorer: TowerScorer, texts: Sequence[str], progress: Progress 
     offsets = [parts[0].offsets]
     for p in parts[1:]:
         offsets.append(offsets[-1][-1] + p.offsets[1:])
-    return ProductStates(np.concatenate([p.vectors for p in parts]), np.concatenate(offsets),
-                         np.concatenate([p.truncated for p in parts]))
+    return ProductStates(
+        np.concatenate([p.vectors for p in parts]),
+        np.concatenate(offsets),
+        np.concatenate([p.truncated for p in parts]),
+    )
 
 
 def _stored(vectors: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
@@ -467,13 +552,14 @@ def _write_codes(tmp: Path, states: np.ndarray, dtype: str, codec: Codec) -> Cod
     codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=np.uint16, shape=(len(states),))
     residuals = None
     if codec.nbits:
-        residuals = np.lib.format.open_memmap(tmp / "residuals.npy", mode="w+", dtype=np.uint8,
-                                              shape=(len(states), states.shape[1] * codec.nbits // 8))
+        residuals = np.lib.format.open_memmap(
+            tmp / "residuals.npy", mode="w+", dtype=np.uint8, shape=(len(states), states.shape[1] * codec.nbits // 8)
+        )
     for start in range(0, len(states), _TOKEN_CHUNK):
-        x = _as_floats(states[start:start + _TOKEN_CHUNK])
-        codes[start:start + len(x)] = chunk = codec.assign(x)
+        x = _as_floats(states[start : start + _TOKEN_CHUNK])
+        codes[start : start + len(x)] = chunk = codec.assign(x)
         if residuals is not None:
-            residuals[start:start + len(x)] = codec.encode(x, chunk)
+            residuals[start : start + len(x)] = codec.encode(x, chunk)
     codes.flush()
     if residuals is not None:
         residuals.flush()
@@ -489,8 +575,12 @@ def _append_rows(tmp: Path, old: CatalogIndex, take: np.ndarray, new: np.ndarray
         if not late:
             return None
         if old.codec is None:
-            return _write_codes(tmp, np.load(tmp / "vectors.npy", mmap_mode="r"), old.meta["dtype"],
-                                _train_codec(vectors, old.meta["dtype"]))
+            return _write_codes(
+                tmp,
+                np.load(tmp / "vectors.npy", mmap_mode="r"),
+                old.meta["dtype"],
+                _train_codec(vectors, old.meta["dtype"]),
+            )
     codes = old.codec.assign(new)
     np.save(tmp / "codes.npy", np.concatenate([np.asarray(old.codes[take]), codes]))
     if old.compressed:
@@ -498,8 +588,17 @@ def _append_rows(tmp: Path, old: CatalogIndex, take: np.ndarray, new: np.ndarray
     return old.codec
 
 
-def _seal(tmp: Path, artifact: Artifact, scorer: TowerScorer, ids: list, keys: list[str], truncated: np.ndarray,
-          offsets: np.ndarray, dtype: str, codec: Codec | None) -> None:
+def _seal(
+    tmp: Path,
+    artifact: Artifact,
+    scorer: TowerScorer,
+    ids: list,
+    keys: list[str],
+    truncated: np.ndarray,
+    offsets: np.ndarray,
+    dtype: str,
+    codec: Codec | None,
+) -> None:
     """The small files, then ``index.json`` with the sha256 of every file (written last: a folder
     without it is no index)."""
     np.save(tmp / "offsets.npy", offsets.astype(np.int64))
@@ -511,13 +610,30 @@ def _seal(tmp: Path, artifact: Artifact, scorer: TowerScorer, ids: list, keys: l
             np.save(tmp / "bucket_weights.npy", codec.weights)
     (tmp / "ids.json").write_text(json.dumps({"ids": ids, "keys": keys, "truncated": truncated.tolist()}))
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-    meta = {"format": INDEX_FORMAT, "edgerank_version": __version__, "kind": scorer.kind,
-            "artifact": str(artifact.path), "artifact_sha256": artifact.sha256, "dim": scorer.dim,
-            "dtype": dtype, "products": len(ids), "vectors": int(offsets[-1]), "files": files}
+    meta = {
+        "format": INDEX_FORMAT,
+        "edgerank_version": __version__,
+        "kind": scorer.kind,
+        "artifact": str(artifact.path),
+        "artifact_sha256": artifact.sha256,
+        "dim": scorer.dim,
+        "dtype": dtype,
+        "products": len(ids),
+        "vectors": int(offsets[-1]),
+        "files": files,
+    }
     if codec is not None:
         meta["codec"] = {"centroids": len(codec.centroids), "cells": len(codec.coarse), "nbits": codec.nbits}
     (tmp / INDEX_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-__all__ = ["CatalogIndex", "CatalogIndexError", "DEFAULT_DEPTH", "DEFAULT_NPROBE", "DTYPES", "build_index",
-           "load_index", "update_index"]
+__all__ = [
+    "CatalogIndex",
+    "CatalogIndexError",
+    "DEFAULT_DEPTH",
+    "DEFAULT_NPROBE",
+    "DTYPES",
+    "build_index",
+    "load_index",
+    "update_index",
+]

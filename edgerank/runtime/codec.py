@@ -61,8 +61,13 @@ class Codec:
         cells = 1 << (int(np.log2(centroids)) // 2)
         coarse = _pad(_kmeans(sample, cells, rng), cells)
         cell = _nearest(sample, coarse)
-        fine = [_pad(_kmeans(sample[cell == c], centroids // cells, rng) if (cell == c).any() else coarse[c:c + 1],
-                     centroids // cells) for c in range(cells)]
+        fine = [
+            _pad(
+                _kmeans(sample[cell == c], centroids // cells, rng) if (cell == c).any() else coarse[c : c + 1],
+                centroids // cells,
+            )
+            for c in range(cells)
+        ]
         # rounded to float16 once here, so the index stores them exactly as codes and residuals saw them
         codec = cls(_half(coarse), _half(np.concatenate(fine)))
         if nbits is None:
@@ -83,8 +88,8 @@ class Codec:
         bounds = np.searchsorted(cell[order], np.arange(len(self.coarse) + 1))
         k = self.per_cell
         for c in np.flatnonzero(np.diff(bounds)):
-            rows = order[bounds[c]:bounds[c + 1]]
-            out[rows] = c * k + _nearest(x[rows], self.centroids[c * k:(c + 1) * k])
+            rows = order[bounds[c] : bounds[c + 1]]
+            out[rows] = c * k + _nearest(x[rows], self.centroids[c * k : (c + 1) * k])
         return out
 
     def encode(self, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -120,7 +125,7 @@ def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the largest dot product per row, ``_CHUNK`` rows at a time."""
     out = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), _CHUNK):
-        out[start:start + _CHUNK] = np.argmax(x[start:start + _CHUNK] @ centroids.T, axis=1)
+        out[start : start + _CHUNK] = np.argmax(x[start : start + _CHUNK] @ centroids.T, axis=1)
     return out
 
 

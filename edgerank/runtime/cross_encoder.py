@@ -23,12 +23,15 @@ class CrossEncoderScorer:
     def __init__(self, artifact: Artifact, encoder: PairEncoder, backend: Backend, max_batch_size: int):
         unknown = [n for n in backend.input_names if n not in _FEEDS]
         if unknown:
-            raise ArtifactError(f"{artifact.path}: graph inputs {unknown} are not ones edgerank feeds "
-                                f"({', '.join(_FEEDS)})")
+            raise ArtifactError(
+                f"{artifact.path}: graph inputs {unknown} are not ones edgerank feeds ({', '.join(_FEEDS)})"
+            )
         backend_max_length = getattr(backend, "max_length", None)
         if backend_max_length is not None and backend_max_length < encoder.max_length:
-            raise ArtifactError(f"{artifact.path}: the {backend.name} backend accepts {backend_max_length} "
-                                f"tokens, the artifact's tokenizer produces up to {encoder.max_length}")
+            raise ArtifactError(
+                f"{artifact.path}: the {backend.name} backend accepts {backend_max_length} "
+                f"tokens, the artifact's tokenizer produces up to {encoder.max_length}"
+            )
         self.encoder, self.backend = encoder, backend
         self.max_batch_size = min(max_batch_size, backend.max_batch_size or max_batch_size)
 

@@ -32,7 +32,7 @@ def occlusion(score: ScoreFn, query: str, texts: Sequence[str], base: np.ndarray
         raise RankerInputError(f"explain: the query has {len(words)} words; explanations support up to {MAX_WORDS}")
     if not texts:
         return []
-    occluded = [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    occluded = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
     queries = [q for q in occluded for _ in texts]
     scores = score(queries, list(texts) * len(words)).reshape(len(words), len(texts))
     drops = np.asarray(base, dtype=np.float64)[None, :] - scores

@@ -80,9 +80,11 @@ def read_candidates(products: Any) -> list[Candidate]:
             raise RankerInputError(f"product {i}: no 'id'")
         if isinstance(pid, bool) or not isinstance(pid, (str, int)):
             raise RankerInputError(f"product {i}: field 'id': expected a string or integer, got {type(pid).__name__}")
-        if isinstance(pid, int) and not -2**63 <= pid < 2**64:  # before any str(): huge ints cannot be printed
-            raise RankerInputError(f"product {i}: field 'id': integer ids must fit in 64 bits "
-                                   f"(this one has {pid.bit_length()} bits); send long ids as strings")
+        if isinstance(pid, int) and not -(2**63) <= pid < 2**64:  # before any str(): huge ints cannot be printed
+            raise RankerInputError(
+                f"product {i}: field 'id': integer ids must fit in 64 bits "
+                f"(this one has {pid.bit_length()} bits); send long ids as strings"
+            )
         where = f"product {i} (id {pid!r})"
         if isinstance(pid, str):
             check_text(pid, f"{where}: field 'id'", required=True)
@@ -97,8 +99,13 @@ def read_candidates(products: Any) -> list[Candidate]:
 
 
 #: column names other tools use for the three product fields (Home Depot / ESCI tables, feeds)
-COLUMN_ALIASES = {"product_id": "id", "product_uid": "id", "product_title": "title", "name": "title",
-                  "product_description": "description"}
+COLUMN_ALIASES = {
+    "product_id": "id",
+    "product_uid": "id",
+    "product_title": "title",
+    "name": "title",
+    "product_description": "description",
+}
 
 
 def read_products_file(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -113,7 +120,7 @@ def read_products_file(path: str | os.PathLike) -> list[dict[str, Any]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise RankerInputError(f"{path}: line {line}: not UTF-8 text") from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):

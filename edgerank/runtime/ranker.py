@@ -43,8 +43,14 @@ class RankedItem:
     explanation: tuple[tuple[str, float], ...] | None = None
 
     def to_dict(self, *, include_product: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "rank": self.rank, "score": self.score, "relevance": self.relevance,
-                               "probability": self.probability, "truncated": self.truncated}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "rank": self.rank,
+            "score": self.score,
+            "relevance": self.relevance,
+            "probability": self.probability,
+            "truncated": self.truncated,
+        }
         if self.signals is not None:
             out["signals"] = dict(self.signals)
         if self.explanation is not None:
@@ -81,9 +87,13 @@ class RankResult:
         return [item.id for item in self.items]
 
     def to_dict(self, *, include_product: bool = False) -> dict[str, Any]:
-        out = {"items": [i.to_dict(include_product=include_product) for i in self.items],
-               "candidates": self.candidates, "truncated": self.truncated, "blended": self.blended,
-               "missing_signals": dict(self.missing_signals)}
+        out = {
+            "items": [i.to_dict(include_product=include_product) for i in self.items],
+            "candidates": self.candidates,
+            "truncated": self.truncated,
+            "blended": self.blended,
+            "missing_signals": dict(self.missing_signals),
+        }
         if self.cached is not None:
             out.update(cached=self.cached, computed=self.candidates - self.cached)
         return out
@@ -98,9 +108,16 @@ class Ranker:
         relevance_probability(np.zeros(1), self._probability)  # refuse an unusable score map at load
 
     @classmethod
-    def load(cls, path: str | os.PathLike, providers: Sequence[Any] | str | None = None, threads: int | None = None,
-             max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, backend: str = "onnxruntime",
-             index: str | os.PathLike | None = None, **backend_options: Any) -> "Ranker":
+    def load(
+        cls,
+        path: str | os.PathLike,
+        providers: Sequence[Any] | str | None = None,
+        threads: int | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        backend: str = "onnxruntime",
+        index: str | os.PathLike | None = None,
+        **backend_options: Any,
+    ) -> Ranker:
         """Verify the artifact (checksums, schema) and open it.
 
         ``providers`` (ONNX Runtime execution providers, e.g. ``["cuda", "cpu"]``; default CPU) and
@@ -125,13 +142,15 @@ class Ranker:
             scorer = TowerScorer(artifact, max_batch_size, **backend_options)
             return cls(artifact, scorer, load_index(index, artifact) if index is not None else None)
         if index is not None:
-            raise CatalogIndexError(f"{artifact.path}: a catalog index needs a late-interaction or bi-encoder artifact; "
-                                f"this one is a {artifact.kind}")
+            raise CatalogIndexError(
+                f"{artifact.path}: a catalog index needs a late-interaction or bi-encoder artifact; "
+                f"this one is a {artifact.kind}"
+            )
         encoder = PairEncoder.from_artifact(artifact)
         engine = open_backend(backend, artifact, "model", **backend_options)
         return cls(artifact, CrossEncoderScorer(artifact, encoder, engine, max_batch_size))
 
-    def with_index(self, index: CatalogIndex) -> "Ranker":
+    def with_index(self, index: CatalogIndex) -> Ranker:
         """The same loaded model over another catalog index: a server swaps indexes this way, so a
         request holding the old Ranker finishes on the old index."""
         return Ranker(self.artifact, self._scorer, index)
@@ -147,10 +166,16 @@ class Ranker:
     def describe(self) -> dict[str, Any]:
         """What is loaded, for logs and the server's /health."""
         m = self.artifact.manifest
-        return {"artifact": str(self.artifact.path), "sha256": self.artifact.sha256, "kind": self.artifact.kind,
-                "precision": m.get("precision"), "max_length": self.max_length,
-                "max_batch_size": self.max_batch_size, **self._scorer.backend.describe(),
-                **(self.index.describe() if self.index is not None else {})}
+        return {
+            "artifact": str(self.artifact.path),
+            "sha256": self.artifact.sha256,
+            "kind": self.artifact.kind,
+            "precision": m.get("precision"),
+            "max_length": self.max_length,
+            "max_batch_size": self.max_batch_size,
+            **self._scorer.backend.describe(),
+            **(self.index.describe() if self.index is not None else {}),
+        }
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw relevance logits for (query, product text) pairs, in input order."""
@@ -166,8 +191,14 @@ class Ranker:
             return np.empty(0, dtype=np.float32)
         return self._scorer.score(queries, texts)[0]
 
-    def rank(self, query: str, products: Sequence[Any], top_k: int | None = None, explain: bool = False,
-             blend: Blend | Mapping[str, Any] | str | os.PathLike | None = None) -> RankResult:
+    def rank(
+        self,
+        query: str,
+        products: Sequence[Any],
+        top_k: int | None = None,
+        explain: bool = False,
+        blend: Blend | Mapping[str, Any] | str | os.PathLike | None = None,
+    ) -> RankResult:
         """Products sorted best first (ties keep input order). ``top_k`` keeps the best k;
         ``explain`` adds per-word occlusion weights to the returned items (costs words x top_k pairs);
         ``blend`` mixes shop signals into the order (see ``edgerank.runtime.blend``)."""
@@ -192,18 +223,31 @@ class Ranker:
         order = np.argsort(-np.asarray(key, dtype=np.float64), kind="stable")[:top_k]
         explanations = None
         if explain:
-            explanations = occlusion(lambda q, t: self._scorer.score(q, t)[0], query,
-                                     [texts[i] for i in order], logits[order])
+            explanations = occlusion(
+                lambda q, t: self._scorer.score(q, t)[0], query, [texts[i] for i in order], logits[order]
+            )
         items = tuple(
-            RankedItem(id=candidates[i].id, rank=r + 1, score=float(key[i]), relevance=float(logits[i]),
-                       probability=float(probability[i]), truncated=bool(truncated[i]),
-                       product=products[candidates[i].index],
-                       signals=outcome.contributions[i] if outcome is not None else None,
-                       explanation=tuple(explanations[r]) if explanations is not None else None)
-            for r, i in enumerate(order))
-        return RankResult(items=items, candidates=len(candidates), truncated=int(truncated.sum()),
-                          blended=outcome is not None, missing_signals=outcome.missing if outcome else {},
-                          cached=cached)
+            RankedItem(
+                id=candidates[i].id,
+                rank=r + 1,
+                score=float(key[i]),
+                relevance=float(logits[i]),
+                probability=float(probability[i]),
+                truncated=bool(truncated[i]),
+                product=products[candidates[i].index],
+                signals=outcome.contributions[i] if outcome is not None else None,
+                explanation=tuple(explanations[r]) if explanations is not None else None,
+            )
+            for r, i in enumerate(order)
+        )
+        return RankResult(
+            items=items,
+            candidates=len(candidates),
+            truncated=int(truncated.sum()),
+            blended=outcome is not None,
+            missing_signals=outcome.missing if outcome else {},
+            cached=cached,
+        )
 
     def search(self, query: str, top_k: int = 10, depth: int | None = DEFAULT_DEPTH) -> RankResult:
         """The ``top_k`` best products of the whole catalog index, best first (no candidate list needed).
@@ -216,13 +260,25 @@ class Ranker:
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < top_k):
             raise RankerInputError(f"depth must be an integer of at least top_k ({top_k}) or None, got {depth!r}")
         if self.index is None:
-            raise RankerInputError("search needs a catalog index: Ranker.load(artifact, index=PATH) "
-                                   "with an index built by `edgerank index`")
+            raise RankerInputError(
+                "search needs a catalog index: Ranker.load(artifact, index=PATH) "
+                "with an index built by `edgerank index`"
+            )
         query_vectors, query_cut = self._scorer.query(query)
         rows, logits = self.index.search(self._scorer, query_vectors, top_k, depth)
         probability = relevance_probability(logits, self._probability)
-        items = tuple(RankedItem(id=self.index.ids[r], rank=i + 1, score=float(logits[i]), relevance=float(logits[i]),
-                                 probability=float(probability[i]), truncated=bool(self.index.truncated[r] or query_cut),
-                                 product=None) for i, r in enumerate(rows))
-        return RankResult(items=items, candidates=len(self.index), truncated=int(self.index.truncated.sum()),
-                          cached=len(self.index))
+        items = tuple(
+            RankedItem(
+                id=self.index.ids[r],
+                rank=i + 1,
+                score=float(logits[i]),
+                relevance=float(logits[i]),
+                probability=float(probability[i]),
+                truncated=bool(self.index.truncated[r] or query_cut),
+                product=None,
+            )
+            for i, r in enumerate(rows)
+        )
+        return RankResult(
+            items=items, candidates=len(self.index), truncated=int(self.index.truncated.sum()), cached=len(self.index)
+        )

@@ -37,10 +37,10 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from .blend import Blend
@@ -84,8 +84,9 @@ class ServeLimits:
 
 
 class RequestError(Exception):
-    def __init__(self, status: HTTPStatus, message: str, *, close: bool = False,
-                 headers: Mapping[str, str] | None = None):
+    def __init__(
+        self, status: HTTPStatus, message: str, *, close: bool = False, headers: Mapping[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.close, self.headers = status, close, dict(headers or {})
 
@@ -94,9 +95,18 @@ class RankServer(ThreadingHTTPServer):
     daemon_threads = True  # a stuck client never blocks shutdown
     request_queue_size = 512  # listen backlog: bursts of new connections wait in the kernel, not reset
 
-    def __init__(self, address: tuple[str, int], ranker: Ranker, *, blends: Mapping[str, Blend] | None = None,
-                 blend: Blend | None = None, limits: ServeLimits | None = None, quiet: bool = False,
-                 watch_index: float | None = 1.0, **limit_options: Any):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        ranker: Ranker,
+        *,
+        blends: Mapping[str, Blend] | None = None,
+        blend: Blend | None = None,
+        limits: ServeLimits | None = None,
+        quiet: bool = False,
+        watch_index: float | None = 1.0,
+        **limit_options: Any,
+    ):
         self.ranker, self.quiet = ranker, quiet
         self.limits = limits or ServeLimits(**limit_options)
         self.blends = dict(blends or {})
@@ -217,8 +227,13 @@ class RankServer(ThreadingHTTPServer):
     def rank(self, request: Mapping[str, Any]) -> dict[str, Any]:
         ranker = self.ranker
         with self._scoring_slot():
-            return ranker.rank(request["query"], request["products"], top_k=request.get("top_k"),
-                               explain=request.get("explain", False), blend=request["blend"]).to_dict()
+            return ranker.rank(
+                request["query"],
+                request["products"],
+                top_k=request.get("top_k"),
+                explain=request.get("explain", False),
+                blend=request["blend"],
+            ).to_dict()
 
     def search(self, request: Mapping[str, Any]) -> dict[str, Any]:
         ranker = self.ranker
@@ -231,8 +246,9 @@ class RankServer(ThreadingHTTPServer):
     @contextlib.contextmanager
     def _scoring_slot(self) -> Iterator[None]:
         if not self._scoring.acquire(timeout=self.limits.request_timeout):
-            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "the ranker is busy; retry shortly",
-                               headers={"Retry-After": "1"})
+            raise RequestError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "the ranker is busy; retry shortly", headers={"Retry-After": "1"}
+            )
         with self._lock:
             self._in_flight += 1
         try:
@@ -261,24 +277,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.unwatch(self.connection)
         if self.path == "/health":
-            self._reply(HTTPStatus.OK, {"status": "ok", **self.server.ranker.describe(),
-                                        "blends": sorted(self.server.blends),
-                                        "index_reloads": self.server.index_reloads})
+            self._reply(
+                HTTPStatus.OK,
+                {
+                    "status": "ok",
+                    **self.server.ranker.describe(),
+                    "blends": sorted(self.server.blends),
+                    "index_reloads": self.server.index_reloads,
+                },
+            )
         elif self.path == "/metrics":
             self._send(HTTPStatus.OK, self.server.render_metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif self.path in ("/rank", "/search"):
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"use POST {self.path}"})
         else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path[:100]}; "
-                                                        "try POST /rank, GET /health or GET /metrics"})
+            self._reply(
+                HTTPStatus.NOT_FOUND,
+                {"error": f"no such endpoint {self.path[:100]}; try POST /rank, GET /health or GET /metrics"},
+            )
 
     def do_POST(self) -> None:
         started = time.perf_counter()
         try:
             body = self._read_body()
             if self.path not in ("/rank", "/search"):
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path[:100]}; "
-                                                         "try POST /rank or POST /search")
+                raise RequestError(
+                    HTTPStatus.NOT_FOUND, f"no such endpoint {self.path[:100]}; try POST /rank or POST /search"
+                )
             self._check_origin_and_type()
             request = self._parse(body, _FIELDS if self.path == "/rank" else _SEARCH_FIELDS)
             if self.path == "/rank":
@@ -297,8 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
             seconds = time.perf_counter() - started
             answer["took_ms"] = round(seconds * 1000, 3)
             if self.path == "/rank":
-                self.server.metrics.ranked(seconds, answer["candidates"], answer["truncated"],
-                                           (item["probability"] for item in answer["items"]))
+                self.server.metrics.ranked(
+                    seconds,
+                    answer["candidates"],
+                    answer["truncated"],
+                    (item["probability"] for item in answer["items"]),
+                )
             self._reply(HTTPStatus.OK, answer)
 
     def do_PUT(self) -> None:
@@ -320,20 +349,27 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if n > limit:
                 drained = n <= self.server.limits.drain_bytes and self._discard(n)
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                   f"body of {n} bytes is over the limit of {limit}", close=not drained)
+                raise RequestError(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"body of {n} bytes is over the limit of {limit}",
+                    close=not drained,
+                )
             body = self._read_exactly(n)
         finally:
             self.server.unwatch(self.connection)
         if len(body) < n:
-            raise RequestError(HTTPStatus.REQUEST_TIMEOUT,
-                               f"body not received in time ({len(body)} of {n} announced bytes)", close=True)
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"body not received in time ({len(body)} of {n} announced bytes)",
+                close=True,
+            )
         return body
 
     def _content_length(self) -> int:
         if self.headers.get("Transfer-Encoding"):
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; send Content-Length",
-                               close=True)
+            raise RequestError(
+                HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; send Content-Length", close=True
+            )
         values = self.headers.get_all("Content-Length") or []
         if not values:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header required", close=True)
@@ -384,8 +420,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise RankerInputError("request: expected a JSON object")
         unknown = set(request) - fields
         if unknown:
-            raise RankerInputError(f"request: unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]} "
-                                   f"(allowed: {', '.join(sorted(fields))})")
+            raise RankerInputError(
+                f"request: unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]} "
+                f"(allowed: {', '.join(sorted(fields))})"
+            )
         for name in ("query", "products") if "products" in fields else ("query",):
             if name not in request:
                 raise RankerInputError(f"request: missing field '{name}'")
@@ -394,8 +432,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _checked_rank(self, request: dict[str, Any]) -> dict[str, Any]:
         products = request["products"]
         if isinstance(products, list) and len(products) > self.server.limits.max_candidates:
-            raise RankerInputError(f"products: {len(products)} candidates, over the limit of "
-                                   f"{self.server.limits.max_candidates}")
+            raise RankerInputError(
+                f"products: {len(products)} candidates, over the limit of {self.server.limits.max_candidates}"
+            )
         self._check_explain(request)
         return {**request, "blend": self._blend(request.get("blend", True))}
 
@@ -411,8 +450,10 @@ class _Handler(BaseHTTPRequestHandler):
         if cap == 0:
             raise RankerInputError("explain: explanations are turned off on this server")
         if pairs > cap:
-            raise RankerInputError(f"explain: {pairs} extra pairs (query words x explained items) is over "
-                                   f"the limit of {cap}; ask for a smaller top_k")
+            raise RankerInputError(
+                f"explain: {pairs} extra pairs (query words x explained items) is over "
+                f"the limit of {cap}; ask for a smaller top_k"
+            )
 
     def _blend(self, spec: Any) -> Blend | None:
         """A request's blend: off, the server's default, a named blend, or inline weights. Never a path."""
@@ -443,8 +484,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal error: non-finite score"}'
         self._send(status, body, "application/json; charset=utf-8", headers)
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
-              headers: Mapping[str, str] | None = None) -> None:
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.server.metrics.request(self.command or "?", self.path if hasattr(self, "path") else "?", status)
         try:
             self.send_response(status)
@@ -476,8 +518,10 @@ def _identity(path: Path) -> tuple[int, int] | None:
 def _refuse_busy(conn: socket.socket) -> None:
     """Answer a connection beyond the cap without a thread: a short 503 and a close."""
     body = b'{"error": "too many connections; retry shortly"}'
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Retry-After: 1\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Retry-After: 1\r\nConnection: close\r\n\r\n"
+    ).encode()
     try:
         conn.setblocking(False)
         conn.send(head + body)
@@ -496,8 +540,10 @@ def serve(ranker: Ranker, host: str = "127.0.0.1", port: int = 8000, **options: 
     """Serve until interrupted (Ctrl-C / SIGINT, or SIGTERM: what docker, systemd and kill send to a
     service), then close the socket and return normally."""
     server = make_server(ranker, host, port, **options)
-    print(f"edgerank: serving {ranker.artifact.path} on {server.url} (POST /rank, GET /health, GET /metrics)",
-          file=sys.stderr)
+    print(
+        f"edgerank: serving {ranker.artifact.path} on {server.url} (POST /rank, GET /health, GET /metrics)",
+        file=sys.stderr,
+    )
     on_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:

@@ -51,12 +51,15 @@ class ServerMetrics:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.refused = 0
         self.truncated = 0
-        self.latency = Histogram("edgerank_request_duration_seconds", "Time from request read to reply, POST /rank.",
-                                 LATENCY_BUCKETS)
+        self.latency = Histogram(
+            "edgerank_request_duration_seconds", "Time from request read to reply, POST /rank.", LATENCY_BUCKETS
+        )
         self.candidates = Histogram("edgerank_candidates", "Candidates per ranked request.", CANDIDATE_BUCKETS)
-        self.probability = Histogram("edgerank_relevance_probability",
-                                     "Relevance probability of every returned item (calibrated at export).",
-                                     PROBABILITY_BUCKETS)
+        self.probability = Histogram(
+            "edgerank_relevance_probability",
+            "Relevance probability of every returned item (calibrated at export).",
+            PROBABILITY_BUCKETS,
+        )
 
     def request(self, method: str, path: str, status: int) -> None:
         key = (method, path if path in ("/rank", "/health", "/metrics") else "other", int(status))
@@ -77,14 +80,26 @@ class ServerMetrics:
 
     def render(self, connections: int, in_flight: int) -> str:
         with self._lock:
-            lines = ["# HELP edgerank_requests_total Requests answered, by method, path and status code.",
-                     "# TYPE edgerank_requests_total counter"]
-            lines += [f'edgerank_requests_total{{method="{m}",path="{p}",code="{c}"}} {n}'
-                      for (m, p, c), n in sorted(self.requests.items())]
-            lines += _single("edgerank_connections_refused_total", "counter",
-                             "Connections answered 503 because every connection slot was taken.", self.refused)
-            lines += _single("edgerank_truncated_pairs_total", "counter",
-                             "Candidate texts cut to the artifact's max length.", self.truncated)
+            lines = [
+                "# HELP edgerank_requests_total Requests answered, by method, path and status code.",
+                "# TYPE edgerank_requests_total counter",
+            ]
+            lines += [
+                f'edgerank_requests_total{{method="{m}",path="{p}",code="{c}"}} {n}'
+                for (m, p, c), n in sorted(self.requests.items())
+            ]
+            lines += _single(
+                "edgerank_connections_refused_total",
+                "counter",
+                "Connections answered 503 because every connection slot was taken.",
+                self.refused,
+            )
+            lines += _single(
+                "edgerank_truncated_pairs_total",
+                "counter",
+                "Candidate texts cut to the artifact's max length.",
+                self.truncated,
+            )
             lines += _single("edgerank_open_connections", "gauge", "Client connections being served.", connections)
             lines += _single("edgerank_requests_in_flight", "gauge", "Requests being scored now.", in_flight)
             for h in (self.latency, self.candidates, self.probability):

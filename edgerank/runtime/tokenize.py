@@ -16,6 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from ..artifact import MAX_SEQUENCE_LENGTH, MIN_SEQUENCE_LENGTH, TRUNCATION, Artifact, ArtifactError
+
 CHARS_PER_TOKEN = 32
 
 
@@ -32,14 +33,24 @@ class EncodedPairs:
 class PairEncoder:
     """``[CLS] query [SEP] product [SEP]`` exactly as the exported model was trained to read it."""
 
-    def __init__(self, tokenizer_file: str | os.PathLike, max_length: int, truncation: str = "longest_first",
-                 pad_id: int | None = None):
+    def __init__(
+        self,
+        tokenizer_file: str | os.PathLike,
+        max_length: int,
+        truncation: str = "longest_first",
+        pad_id: int | None = None,
+    ):
         if truncation not in TRUNCATION:
             raise ArtifactError(f"tokenizer truncation {truncation!r} is not one of {', '.join(TRUNCATION)}")
-        if (isinstance(max_length, bool) or not isinstance(max_length, int)
-                or not MIN_SEQUENCE_LENGTH <= max_length <= MAX_SEQUENCE_LENGTH):
-            raise ArtifactError(f"tokenizer max_length {max_length!r} is not a usable length "
-                                f"(an integer from {MIN_SEQUENCE_LENGTH} to {MAX_SEQUENCE_LENGTH})")
+        if (
+            isinstance(max_length, bool)
+            or not isinstance(max_length, int)
+            or not MIN_SEQUENCE_LENGTH <= max_length <= MAX_SEQUENCE_LENGTH
+        ):
+            raise ArtifactError(
+                f"tokenizer max_length {max_length!r} is not a usable length "
+                f"(an integer from {MIN_SEQUENCE_LENGTH} to {MAX_SEQUENCE_LENGTH})"
+            )
         try:
             tok = Tokenizer.from_file(str(tokenizer_file))
         except Exception as e:  # tokenizers raises a bare Exception for a broken file
@@ -51,12 +62,16 @@ class PairEncoder:
         self.max_length = max_length
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact) -> "PairEncoder":
+    def from_artifact(cls, artifact: Artifact) -> PairEncoder:
         spec = artifact.manifest.get("tokenizer") or {}
         if "max_length" not in spec:
             raise ArtifactError(f"{artifact.path}: manifest has no tokenizer.max_length")
-        return cls(artifact.file(spec.get("file", "tokenizer.json")), spec["max_length"],
-                   spec.get("truncation", "longest_first"), spec.get("pad_id"))
+        return cls(
+            artifact.file(spec.get("file", "tokenizer.json")),
+            spec["max_length"],
+            spec.get("truncation", "longest_first"),
+            spec.get("pad_id"),
+        )
 
     @property
     def max_chars(self) -> int:
@@ -74,8 +89,11 @@ class PairEncoder:
             ids=[e.ids for e in encodings],
             type_ids=[e.type_ids for e in encodings],
             lengths=np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
-            truncated=np.fromiter((bool(e.overflowing) or qc or tc for e, (_, qc), (_, tc) in zip(encodings, q, t)),
-                                  dtype=bool, count=len(encodings)),
+            truncated=np.fromiter(
+                (bool(e.overflowing) or qc or tc for e, (_, qc), (_, tc) in zip(encodings, q, t)),
+                dtype=bool,
+                count=len(encodings),
+            ),
         )
 
     def pad(self, enc: EncodedPairs, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,7 +121,7 @@ def clip(text: str, max_chars: int) -> tuple[str, bool]:
     if len(text) <= max_chars:
         return text, False
     cut = max(text.rfind(c, 0, max_chars) for c in " \t\n")
-    return text[:cut if cut > max_chars // 2 else max_chars], True
+    return text[: cut if cut > max_chars // 2 else max_chars], True
 
 
 def _pad_id(tok: Tokenizer) -> int:

@@ -33,10 +33,13 @@ class TextEncoder(PairEncoder):
         clipped = [clip(t, self.max_chars) for t in texts]
         encodings = self._tok.encode_batch([t for t, _ in clipped])
         return EncodedPairs(
-            ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings],
+            ids=[e.ids for e in encodings],
+            type_ids=[e.type_ids for e in encodings],
             lengths=np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
-            truncated=np.fromiter((bool(e.overflowing) or c for e, (_, c) in zip(encodings, clipped)), dtype=bool,
-                                  count=len(encodings)))
+            truncated=np.fromiter(
+                (bool(e.overflowing) or c for e, (_, c) in zip(encodings, clipped)), dtype=bool, count=len(encodings)
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,21 +77,26 @@ class TowerScorer:
             raise ArtifactError(f"{artifact.path}: manifest 'towers' lacks {', '.join(missing)}")
         expected = {"late-interaction": "maxsim", "bi-encoder": "dot"}[artifact.kind]
         if spec["interaction"] != expected:
-            raise ArtifactError(f"{artifact.path}: a {artifact.kind} artifact joins its towers by {expected}, "
-                                f"not {spec['interaction']!r}")
+            raise ArtifactError(
+                f"{artifact.path}: a {artifact.kind} artifact joins its towers by {expected}, "
+                f"not {spec['interaction']!r}"
+            )
         tok = artifact.manifest.get("tokenizer") or {}
         file = artifact.file(tok.get("file", "tokenizer.json"))
         self.query_encoder = TextEncoder(file, spec["query_max_length"], pad_id=tok.get("pad_id"))
         self.encoder = TextEncoder(file, spec["product_max_length"], pad_id=tok.get("pad_id"))
         self.query_backend = open_backend("onnxruntime", artifact, "query", **backend_options)
         same = artifact.graph("query")["file"] == artifact.graph("product")["file"]
-        self.backend = self.query_backend if same else open_backend("onnxruntime", artifact, "product", **backend_options)
+        self.backend = (
+            self.query_backend if same else open_backend("onnxruntime", artifact, "product", **backend_options)
+        )
         # a shared graph reads the tower's segment as token_type_ids (export/towers.py)
         self._segments = {r: artifact.graph(r).get("segment") for r in ("query", "product")}
         unknown = sorted({n for b in (self.query_backend, self.backend) for n in b.input_names} - set(_FEEDS))
         if unknown:
-            raise ArtifactError(f"{artifact.path}: tower graph inputs {unknown} are not ones edgerank feeds "
-                                f"({', '.join(_FEEDS)})")
+            raise ArtifactError(
+                f"{artifact.path}: tower graph inputs {unknown} are not ones edgerank feeds ({', '.join(_FEEDS)})"
+            )
         self.kind, self.dim = artifact.kind, int(spec["dim"])
         self.scale, self.bias = float(spec["scale"]), float(spec["bias"])
         self.store_dtype = spec.get("store_dtype", "float16")
@@ -107,7 +115,7 @@ class TowerScorer:
             if out.shape[-1] != self.dim:
                 raise ArtifactError(f"tower graph returned vectors of size {out.shape[-1]}, manifest says {self.dim}")
             for j, r in enumerate(rows):
-                vectors[offsets[r]:offsets[r + 1]] = out[j, :enc.lengths[r]] if late else out[j]
+                vectors[offsets[r] : offsets[r + 1]] = out[j, : enc.lengths[r]] if late else out[j]
         return ProductStates(vectors, offsets, enc.truncated)
 
     def products(self, texts: Sequence[str]) -> ProductStates:
@@ -137,8 +145,9 @@ class TowerScorer:
             truncated[rows] = states.truncated | q_cut
         return out, truncated
 
-    def score_candidates(self, query: str, candidates: Sequence[Candidate], index=None
-                         ) -> tuple[np.ndarray, np.ndarray, int]:
+    def score_candidates(
+        self, query: str, candidates: Sequence[Candidate], index=None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """Logits for one query's candidates, taking product states from ``index`` (a ``CatalogIndex``)
         where it holds the same id with the same text; returns how many came from it."""
         qv, q_cut = self.query(query)

@@ -76,21 +76,27 @@ def load(request: dict):
 
         t0 = time.perf_counter()
         model = ORTModelForSequenceClassification.from_pretrained(
-            folder, file_name="model.onnx", session_options=options, provider="CPUExecutionProvider")
+            folder, file_name="model.onnx", session_options=options, provider="CPUExecutionProvider"
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder)
         load_ms = (time.perf_counter() - t0) * 1e3
 
         def score(query, texts):
-            enc = tokenizer([query] * len(texts), texts, padding=True, truncation=True, max_length=max_length,
-                            return_tensors="np")
+            enc = tokenizer(
+                [query] * len(texts), texts, padding=True, truncation=True, max_length=max_length, return_tensors="np"
+            )
             return np.asarray(model(**enc).logits).reshape(-1)
     elif request["backend"] == "st-onnx":
         from sentence_transformers import CrossEncoder
 
         t0 = time.perf_counter()
-        model = CrossEncoder(str(folder), backend="onnx", local_files_only=True, max_length=max_length,
-                             model_kwargs={"file_name": "model.onnx", "provider": "CPUExecutionProvider",
-                                           "session_options": options})
+        model = CrossEncoder(
+            str(folder),
+            backend="onnx",
+            local_files_only=True,
+            max_length=max_length,
+            model_kwargs={"file_name": "model.onnx", "provider": "CPUExecutionProvider", "session_options": options},
+        )
         load_ms = (time.perf_counter() - t0) * 1e3
 
         def score(query, texts):
@@ -110,8 +116,11 @@ def measure(score, request: dict) -> dict:
     lists = request["lists"]
     calls = [(lambda q=q, t=t: score(q, t)) for q, t in lists]
     seconds, results = time_calls(calls, warmup=request["warmup"], repeat=request["repeat"])
-    return {"seconds": seconds, "scores": [np.asarray(r, dtype=float).tolist() for r in results],
-            "peak_rss_mb": peak_rss_bytes() / 2**20}
+    return {
+        "seconds": seconds,
+        "scores": [np.asarray(r, dtype=float).tolist() for r in results],
+        "peak_rss_mb": peak_rss_bytes() / 2**20,
+    }
 
 
 def main() -> None:

@@ -49,16 +49,19 @@ def open_backend(name: str, artifact: Artifact, role: str = "model", **options: 
     module = importlib.import_module(f".{BACKENDS[name][0]}", __name__)
     unknown = sorted(set(options) - set(module.OPTIONS))
     if unknown:
-        raise BackendError(f"backend {name!r} does not take {', '.join(unknown)} "
-                           f"(it takes: {', '.join(module.OPTIONS) or 'no options'})")
+        raise BackendError(
+            f"backend {name!r} does not take {', '.join(unknown)} "
+            f"(it takes: {', '.join(module.OPTIONS) or 'no options'})"
+        )
     return module.load(artifact, role, **options)
 
 
 def missing_library(backend: str, library: str, error: ImportError) -> BackendError:
     """The error for an optional backend whose library is not installed, with the extra to install."""
     extra = BACKENDS[backend][1]
-    return BackendError(f"backend {backend!r} needs {library} ({error}); install it with "
-                        f"pip install 'edgerank[{extra}]'")
+    return BackendError(
+        f"backend {backend!r} needs {library} ({error}); install it with pip install 'edgerank[{extra}]'"
+    )
 
 
 def scores_from_output(out: Any, batch: int) -> np.ndarray:
@@ -69,6 +72,8 @@ def scores_from_output(out: Any, batch: int) -> np.ndarray:
     """
     out = np.asarray(out, dtype=np.float32)
     if out.size != batch:
-        raise ArtifactError(f"graph returned shape {out.shape} for {batch} pairs; a cross-encoder "
-                            "artifact must return one relevance logit per pair")
+        raise ArtifactError(
+            f"graph returned shape {out.shape} for {batch} pairs; a cross-encoder "
+            "artifact must return one relevance logit per pair"
+        )
     return out.reshape(batch)

@@ -43,12 +43,14 @@ def resolve_providers(providers: Sequence[ProviderSpec] | str | None) -> list[Pr
     available = ort.get_available_providers()
     out: list[ProviderSpec] = []
     for spec in providers:
-        name, opts = (spec if isinstance(spec, tuple) else (spec, None))
+        name, opts = spec if isinstance(spec, tuple) else (spec, None)
         full = PROVIDER_ALIASES.get(str(name).strip().lower(), str(name).strip())
         if full not in available:
-            raise BackendError(f"execution provider {name!r} is not available in this onnxruntime "
-                               f"(available: {', '.join(available)}); GPU providers need onnxruntime-gpu "
-                               "or the vendor's onnxruntime build")
+            raise BackendError(
+                f"execution provider {name!r} is not available in this onnxruntime "
+                f"(available: {', '.join(available)}); GPU providers need onnxruntime-gpu "
+                "or the vendor's onnxruntime build"
+            )
         out.append((full, opts) if opts else full)
     if not out:
         raise BackendError(f"no execution provider given (available: {', '.join(available)})")
@@ -59,8 +61,14 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     max_batch_size = None
 
-    def __init__(self, model_file: str, *, providers: Sequence[ProviderSpec] | str | None = None,
-                 threads: int | None = None, output: str | None = None):
+    def __init__(
+        self,
+        model_file: str,
+        *,
+        providers: Sequence[ProviderSpec] | str | None = None,
+        threads: int | None = None,
+        output: str | None = None,
+    ):
         import onnxruntime as ort
 
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -75,13 +83,17 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(model_file, so, providers=chosen)
         except Exception as e:  # onnxruntime raises its own pybind exception types
-            raise ArtifactError(f"{model_file}: onnxruntime cannot load this graph ({str(e).splitlines()[0]})") from None
+            raise ArtifactError(
+                f"{model_file}: onnxruntime cannot load this graph ({str(e).splitlines()[0]})"
+            ) from None
         running = self._session.get_providers()
         for spec in chosen:
             full = spec[0] if isinstance(spec, tuple) else spec
             if full not in running:  # ORT falls back to CPU with only a log line; say it loudly
-                raise BackendError(f"execution provider {full} could not start (its libraries or device are "
-                                   f"missing); the session would run on {', '.join(running)}")
+                raise BackendError(
+                    f"execution provider {full} could not start (its libraries or device are "
+                    f"missing); the session would run on {', '.join(running)}"
+                )
         self._dtypes = {i.name: _DTYPES.get(i.type) for i in self._session.get_inputs()}
         bad = {n: t.type for n, t in zip(self._dtypes, self._session.get_inputs()) if self._dtypes[n] is None}
         if bad:
@@ -107,9 +119,11 @@ class OnnxRuntimeBackend:
 OPTIONS = ("providers", "threads")
 
 
-def load(artifact: Artifact, role: str, providers: Sequence[ProviderSpec] | str | None = None,
-         threads: int | None = None) -> OnnxRuntimeBackend:
+def load(
+    artifact: Artifact, role: str, providers: Sequence[ProviderSpec] | str | None = None, threads: int | None = None
+) -> OnnxRuntimeBackend:
     graph = artifact.graph(role)
     outputs = graph.get("outputs") or [None]
-    return OnnxRuntimeBackend(str(artifact.file(graph["file"])), providers=providers, threads=threads,
-                              output=outputs[0])
+    return OnnxRuntimeBackend(
+        str(artifact.file(graph["file"])), providers=providers, threads=threads, output=outputs[0]
+    )

@@ -59,8 +59,10 @@ class TensorRTBackend:
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(engine_file.read_bytes())
         if self._engine is None:
-            raise ArtifactError(f"{engine_file}: TensorRT cannot deserialize this engine (built by another "
-                                "TensorRT version or for another GPU? rebuild it with edgerank build-engine)")
+            raise ArtifactError(
+                f"{engine_file}: TensorRT cannot deserialize this engine (built by another "
+                "TensorRT version or for another GPU? rebuild it with edgerank build-engine)"
+            )
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
@@ -73,8 +75,9 @@ class TensorRTBackend:
         for n in self.input_names:  # size every buffer for the profile's largest shape
             self._context.set_input_shape(n, (self.max_batch_size, self.max_length))
         shapes = {n: tuple(self._context.get_tensor_shape(n)) for n in names}
-        self._buffers = {n: _check(cudart.cudaMalloc(int(np.prod(shapes[n])) * self._dtypes[n].itemsize))
-                         for n in names}
+        self._buffers = {
+            n: _check(cudart.cudaMalloc(int(np.prod(shapes[n])) * self._dtypes[n].itemsize)) for n in names
+        }
         for n in names:
             self._context.set_tensor_address(n, int(self._buffers[n]))
         self._stream = _check(cudart.cudaStreamCreate())
@@ -85,8 +88,9 @@ class TensorRTBackend:
         cudart = self._cudart
         batch, seq = feeds[self.input_names[0]].shape
         if batch > self.max_batch_size or seq > self.max_length:
-            raise BackendError(f"batch {batch} x {seq} tokens exceeds the engine's profile "
-                               f"({self.max_batch_size} x {self.max_length})")
+            raise BackendError(
+                f"batch {batch} x {seq} tokens exceeds the engine's profile ({self.max_batch_size} x {self.max_length})"
+            )
         # below the profile's minimum, pad with masked positions/rows (they change no real score)
         shape = (max(batch, self._min_shape[0]), max(seq, self._min_shape[1]))
         host = {}
@@ -97,19 +101,37 @@ class TensorRTBackend:
         with self._lock:
             for n, arr in host.items():
                 self._context.set_input_shape(n, shape)
-                _check(cudart.cudaMemcpyAsync(int(self._buffers[n]), arr.ctypes.data, arr.nbytes,
-                                              cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+                _check(
+                    cudart.cudaMemcpyAsync(
+                        int(self._buffers[n]),
+                        arr.ctypes.data,
+                        arr.nbytes,
+                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                        self._stream,
+                    )
+                )
             if not self._context.execute_async_v3(int(self._stream)):
                 raise BackendError("TensorRT execution failed (see the TensorRT log above)")
             out = np.empty(tuple(self._context.get_tensor_shape(self._output)), dtype=self._dtypes[self._output])
-            _check(cudart.cudaMemcpyAsync(out.ctypes.data, int(self._buffers[self._output]), out.nbytes,
-                                          cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+            _check(
+                cudart.cudaMemcpyAsync(
+                    out.ctypes.data,
+                    int(self._buffers[self._output]),
+                    out.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    self._stream,
+                )
+            )
             _check(cudart.cudaStreamSynchronize(self._stream))
         return scores_from_output(out.reshape(shape[0], -1)[:batch], batch)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self.device, "trt_version": self._trt.__version__,
-                "profile_max": [self.max_batch_size, self.max_length]}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "trt_version": self._trt.__version__,
+            "profile_max": [self.max_batch_size, self.max_length],
+        }
 
     def close(self) -> None:
         for ptr in self._buffers.values():
@@ -130,8 +152,10 @@ def load(artifact: Artifact, role: str, engine: str | None = None, device: int =
     if engine is None:
         engine = artifact.file(artifact.graph(role).get("engine") or DEFAULT_ENGINE, listed=False)
         if not engine.is_file():
-            raise BackendError(f"{artifact.path}: no TensorRT engine ({engine.name}) for the '{role}' graph; build "
-                               "one on the device with `edgerank build-engine` or pass engine=PATH")
+            raise BackendError(
+                f"{artifact.path}: no TensorRT engine ({engine.name}) for the '{role}' graph; build "
+                "one on the device with `edgerank build-engine` or pass engine=PATH"
+            )
     path = Path(engine)
     if not path.is_file():
         raise BackendError(f"{path}: TensorRT engine file not found")

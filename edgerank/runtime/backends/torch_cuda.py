@@ -44,7 +44,7 @@ def pad_feeds(feeds: Mapping[str, np.ndarray], names: Sequence[str], shape: tupl
     for n in names:
         arr = np.zeros(shape, dtype=np.int64)
         src = feeds[n]
-        arr[:src.shape[0], :src.shape[1]] = src
+        arr[: src.shape[0], : src.shape[1]] = src
         out[n] = arr
     return out
 
@@ -67,8 +67,9 @@ class TorchBackend:
             raise BackendError(f"dtype must be float16, bfloat16 or float32, got {dtype!r}")
         self._torch = torch
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1,
-                                                                       dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), num_labels=1, dtype=torch.float32
+            )
         except (OSError, ValueError) as e:
             raise BackendError(f"{model_dir}: cannot load the source model ({str(e).splitlines()[0]})") from None
         self._model = model.eval().to(device=device, dtype=getattr(torch, dtype))
@@ -88,8 +89,10 @@ class TorchBackend:
         batch, seq = feeds[self.input_names[0]].shape
         if self._graphs is None:
             with torch.inference_mode():
-                tensors = {n: torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.int64)).to(self.device)
-                           for n in self.input_names}
+                tensors = {
+                    n: torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.int64)).to(self.device)
+                    for n in self.input_names
+                }
                 return scores_from_output(self._forward(tensors).float().cpu().numpy(), batch)
         shape = bucket_shape(batch, seq, self.max_length)
         padded = pad_feeds(feeds, self.input_names, shape)
@@ -127,30 +130,45 @@ class TorchBackend:
             except RuntimeError as e:
                 reason = str(e).splitlines()[0]
                 self._eager_buckets[shape] = reason
-                warnings.warn(f"CUDA graph capture failed for shape {shape}; running it eagerly ({reason})",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"CUDA graph capture failed for shape {shape}; running it eagerly ({reason})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 return None
             self._graphs[shape] = (graph, static_in, out)
         return self._graphs[shape]
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self.device, "dtype": self.dtype,
-                "cuda_graphs": None if self._graphs is None else sorted(self._graphs),
-                "eager_buckets": dict(self._eager_buckets)}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "dtype": self.dtype,
+            "cuda_graphs": None if self._graphs is None else sorted(self._graphs),
+            "eager_buckets": dict(self._eager_buckets),
+        }
 
 
 OPTIONS = ("model_dir", "device", "dtype", "cuda_graphs")
 
 
-def load(artifact: Artifact, role: str, model_dir: str | None = None, device: str = "cuda",
-         dtype: str = "float16", cuda_graphs: bool = True) -> TorchBackend:
+def load(
+    artifact: Artifact,
+    role: str,
+    model_dir: str | None = None,
+    device: str = "cuda",
+    dtype: str = "float16",
+    cuda_graphs: bool = True,
+) -> TorchBackend:
     """``model_dir``: the Hugging Face folder the artifact was exported from (by default the manifest's
     ``source.model``). The ONNX graph is not used: torch runs the source weights directly."""
     if role != "model":
         raise BackendError(f"backend 'torch-cuda' runs cross-encoders only (no '{role}' graph support)")
     path = Path(model_dir or (artifact.manifest.get("source") or {}).get("model") or "")
     if not (path / "config.json").is_file():
-        raise BackendError(f"backend 'torch-cuda' needs the artifact's source model folder; {str(path) or 'none'} "
-                           "has no config.json (pass model_dir=PATH)")
+        raise BackendError(
+            f"backend 'torch-cuda' needs the artifact's source model folder; {str(path) or 'none'} "
+            "has no config.json (pass model_dir=PATH)"
+        )
     max_length = int((artifact.manifest.get("tokenizer") or {}).get("max_length", 512))
     return TorchBackend(path, device=device, dtype=dtype, cuda_graphs=cuda_graphs, max_length=max_length)
