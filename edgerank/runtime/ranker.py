@@ -252,8 +252,8 @@ class Ranker:
     def search(self, query: str, top_k: int = 10, depth: int | None = DEFAULT_DEPTH) -> RankResult:
         """The ``top_k`` best products of the whole catalog index, best first (no candidate list needed).
         Items carry the product id; ``product`` is None (the index holds vectors, not products).
-        ``depth`` applies to late interaction: products reranked by exact MaxSim after the pooled
-        first stage (None: exact over the whole catalog); see ``edgerank.runtime.catalog``."""
+        ``depth`` applies to late interaction: products reranked by exact MaxSim after the centroid
+        stages (None: exact over the whole catalog); see ``edgerank.runtime.catalog``."""
         query = check_text(query, "query", required=True)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise RankerInputError(f"top_k must be a positive integer, got {top_k!r}")
