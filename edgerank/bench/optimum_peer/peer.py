@@ -33,8 +33,8 @@ import numpy as np
 
 def _bench_module(name: str):
     """``edgerank/bench/<name>.py`` loaded from its file: putting the folder that holds edgerank on
-    sys.path would, for an installed edgerank, also put the main environment's packages (its
-    transformers 5.x) ahead of this environment's own."""
+    sys.path would, for an installed edgerank, also put the main virtualenv's packages (its
+    transformers 5.x) ahead of the optimum virtualenv's own."""
     path = Path(__file__).resolve().parents[1] / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"edgerank_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
